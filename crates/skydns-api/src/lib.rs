@@ -1,0 +1,20 @@
+//! Shared pieces of the skydns stack: the SkyDNS v1 wire types, a typed async
+//! client for the registry API, and the Go-style flag spelling both daemons accept.
+//!
+//! # Layout
+//! - [`types`]: [`Service`], [`Callback`], [`Heartbeat`], [`ApiError`] with the
+//!   exact JSON field names of SkyDNS v1 (`Name`, `Version`, `Host`, `TTL`, ...).
+//! - [`client`] (feature `client`): [`Client`], one async method per endpoint,
+//!   errors typed as [`ClientError`].
+//! - [`go_flags`]: rewrites `-flag value` (Go's `flag` package) into `--flag value`
+//!   so a command line copied from the SkyDNS or Skydock README runs unchanged.
+#![warn(missing_docs)]
+
+#[cfg(feature = "client")]
+pub mod client;
+pub mod go_flags;
+pub mod types;
+
+#[cfg(feature = "client")]
+pub use client::{Client, ClientError};
+pub use types::{ApiError, Callback, Heartbeat, Service};

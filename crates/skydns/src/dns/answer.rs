@@ -1,0 +1,177 @@
+//! Pure functions that turn registry entries into DNS records.
+//!
+//! Nothing here touches sockets or the clock: callers pass `now_ms`, so every
+//! rule (region priorities, weights, glue, TTL countdown) is unit-tested.
+
+use std::{net::IpAddr, sync::Arc};
+
+use hickory_proto::rr::{
+    Name, RData, Record,
+    rdata::{A, AAAA, PTR, SRV},
+};
+
+use crate::registry::{Entry, name::pos};
+
+/// SRV priority of services in the region asked for (or of all, when no
+/// region is asked).
+pub const PRIORITY_PRIMARY: u16 = 10;
+/// SRV priority of services in other regions, listed for fail-over.
+pub const PRIORITY_FALLBACK: u16 = 20;
+
+/// Per-answer settings.
+#[derive(Debug, Clone, Copy)]
+pub struct TtlPolicy {
+    /// TTL answered for NoExpire services.
+    pub no_expire_ttl: u32,
+    /// Upper bound on every answer's TTL (0: none).
+    pub max_ttl: u32,
+}
+
+impl TtlPolicy {
+    /// The TTL to answer for `entry` at `now_ms`.
+    pub fn ttl(&self, entry: &Entry, now_ms: u64) -> u32 {
+        let ttl = entry.remaining_secs(now_ms).unwrap_or(self.no_expire_ttl);
+        if self.max_ttl > 0 { ttl.min(self.max_ttl) } else { ttl }
+    }
+}
+
+/// A/AAAA records (`v6` picks the family) for the entries whose Host is an IP.
+pub fn address_records(owner: &Name, entries: &[Arc<Entry>], v6: bool, ttl: TtlPolicy, now_ms: u64) -> Vec<Record> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let rdata = match (e.ip?, v6) {
+                (IpAddr::V4(ip), false) => RData::A(A(ip)),
+                (IpAddr::V6(ip), true) => RData::AAAA(AAAA(ip)),
+                _ => return None,
+            };
+            Some(Record::from_rdata(owner.clone(), ttl.ttl(e, now_ms), rdata))
+        })
+        .collect()
+}
+
+/// The name an IP-host service is reached by: `<uuid>.<domain>.`.
+pub fn uuid_name(entry: &Entry, origin: &Name) -> Option<Name> {
+    origin.prepend_label(entry.labels.at(pos::UUID)).ok()
+}
+
+/// SRV records for `primary` (priority 10) and `fallback` (priority 20), each
+/// group splitting a weight of 100 evenly; plus the A/AAAA glue for targets
+/// that are IP hosts.
+pub fn srv_records(
+    owner: &Name,
+    origin: &Name,
+    primary: &[Arc<Entry>],
+    fallback: &[Arc<Entry>],
+    ttl: TtlPolicy,
+    now_ms: u64,
+) -> (Vec<Record>, Vec<Record>) {
+    let mut answers = Vec::with_capacity(primary.len() + fallback.len());
+    let mut glue = Vec::new();
+    for (group, priority) in [(primary, PRIORITY_PRIMARY), (fallback, PRIORITY_FALLBACK)] {
+        let weight = u16::try_from(100 / group.len().max(1)).unwrap_or(0);
+        for e in group {
+            let t = ttl.ttl(e, now_ms);
+            let target = match e.ip {
+                Some(ip) => {
+                    let Some(name) = uuid_name(e, origin) else { continue };
+                    let rdata = match ip {
+                        IpAddr::V4(v4) => RData::A(A(v4)),
+                        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+                    };
+                    glue.push(Record::from_rdata(name.clone(), t, rdata));
+                    name
+                }
+                None => match Name::from_ascii(format!("{}.", e.service.host.trim_end_matches('.'))) {
+                    Ok(name) => name,
+                    Err(_) => continue,
+                },
+            };
+            let srv = SRV::new(priority, weight, e.service.port, target);
+            answers.push(Record::from_rdata(owner.clone(), t, RData::SRV(srv)));
+        }
+    }
+    (answers, glue)
+}
+
+/// PTR records for a reverse name, pointing at each service's full name
+/// (or `<uuid>.<domain>.` when a label of it is empty).
+pub fn ptr_records(owner: &Name, origin: &Name, entries: &[Arc<Entry>], ttl: TtlPolicy, now_ms: u64) -> Vec<Record> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let full = if e.labels.0.iter().all(|l| !l.is_empty()) {
+                Name::from_ascii(format!("{}.{}", e.labels, origin)).ok()
+            } else {
+                None
+            };
+            let target = full.or_else(|| uuid_name(e, origin))?;
+            Some(Record::from_rdata(owner.clone(), ttl.ttl(e, now_ms), RData::PTR(PTR(target))))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skydns_api::Service;
+
+    fn entry(uuid: &str, host: &str, region: &str) -> Arc<Entry> {
+        let s = Service {
+            uuid: uuid.into(),
+            name: "web".into(),
+            version: "1.0".into(),
+            environment: "prod".into(),
+            region: region.into(),
+            host: host.into(),
+            port: 8080,
+            ttl: 30,
+            ..Default::default()
+        };
+        Arc::new(Entry::new_for_test(s, 1_000_000 + 30_000))
+    }
+
+    const TTL: TtlPolicy = TtlPolicy { no_expire_ttl: 3600, max_ttl: 0 };
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).expect("valid name")
+    }
+
+    #[test]
+    fn srv_priorities_and_weights_follow_regions() {
+        let p = [entry("a", "10.0.0.1", "east"), entry("b", "web2.site.com", "east")];
+        let f = [entry("c", "10.0.0.3", "west"), entry("d", "10.0.0.4", "west"), entry("e", "::1", "west")];
+        let (srv, glue) = srv_records(&n("east.*.web.prod.d."), &n("d."), &p, &f, TTL, 1_000_000);
+        let got: Vec<(u16, u16)> = srv
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::SRV(s) => Some((s.priority(), s.weight())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, [(10, 50), (10, 50), (20, 33), (20, 33), (20, 33)]);
+        assert_eq!(glue.len(), 4, "one glue record per IP host");
+        assert_eq!(glue[0].name(), &n("a.d."));
+        assert!(matches!(srv[1].data(), RData::SRV(s) if s.target() == &n("web2.site.com.")));
+    }
+
+    #[test]
+    fn ttl_counts_down_and_is_capped() {
+        let e = entry("a", "10.0.0.1", "");
+        let recs = address_records(&n("web.prod.d."), &[Arc::clone(&e)], false, TTL, 1_000_000 + 10_500);
+        assert_eq!(recs[0].ttl(), 20, "19.5 s left rounds up");
+        let capped = TtlPolicy { max_ttl: 5, ..TTL };
+        assert_eq!(capped.ttl(&e, 1_000_000), 5);
+        assert!(address_records(&n("x."), &[e], true, TTL, 0).is_empty(), "no AAAA for a v4 host");
+    }
+
+    #[test]
+    fn ptr_points_at_the_full_name() {
+        let e = entry("a", "10.0.0.1", "east");
+        let recs = ptr_records(&n("1.0.0.10.in-addr.arpa."), &n("d."), &[e], TTL, 1_000_000);
+        assert!(matches!(recs[0].data(), RData::PTR(p) if p.0 == n("a.10-0-0-1.east.1-0.web.prod.d.")));
+        let no_region = entry("b", "10.0.0.2", "");
+        let recs = ptr_records(&n("x."), &n("d."), &[no_region], TTL, 1_000_000);
+        assert!(matches!(recs[0].data(), RData::PTR(p) if p.0 == n("b.d.")));
+    }
+}

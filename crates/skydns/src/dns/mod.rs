@@ -1,0 +1,286 @@
+//! The DNS answer path: hickory-server's [`RequestHandler`] over the registry.
+//!
+//! [`DnsHandler::handle_request`] checks protocol hygiene (opcode, question
+//! count, EDNS version, zone transfers), then answers names under the domain
+//! from the registry ([`answer`]), reverse names of registered IPs with PTR,
+//! and refuses everything else (forwarding lands with the forwarding work).
+
+pub mod answer;
+pub mod zone;
+
+use std::{iter, net::IpAddr, sync::Arc, time::Instant};
+
+use hickory_proto::{
+    op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
+    rr::{DNSClass, Name, Record, RecordType},
+};
+use hickory_server::{
+    net::runtime::Time,
+    server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
+    zone_handler::MessageResponseBuilder,
+};
+use rand::seq::SliceRandom;
+
+use crate::{
+    metrics::{Metrics, QueryLabels},
+    registry::{Entry, Pattern, Registry, name::pos, now_ms},
+};
+use answer::TtlPolicy;
+pub use zone::Zone;
+
+/// Largest UDP payload we advertise and send (RFC 9715's safe 1232 bytes).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Settings of the DNS side.
+#[derive(Debug, Clone)]
+pub struct DnsOptions {
+    /// The zone served.
+    pub zone: Zone,
+    /// Shuffle A/AAAA answers (SkyDNS v1 default; `-no-round-robin` turns it off).
+    pub round_robin: bool,
+    /// Answer TTLs.
+    pub ttl: TtlPolicy,
+}
+
+/// Answers DNS queries from the registry.
+#[derive(Debug, Clone)]
+pub struct DnsHandler {
+    registry: Registry,
+    options: Arc<DnsOptions>,
+    metrics: Arc<Metrics>,
+}
+
+/// A response before encoding.
+#[derive(Debug, Default)]
+struct Reply {
+    rcode: ResponseCode,
+    authoritative: bool,
+    answers: Vec<Record>,
+    authority: Vec<Record>,
+    additionals: Vec<Record>,
+}
+
+impl Reply {
+    fn error(rcode: ResponseCode) -> Self {
+        Self { rcode, ..Self::default() }
+    }
+}
+
+impl DnsHandler {
+    /// A handler answering from `registry`.
+    pub fn new(registry: Registry, options: DnsOptions, metrics: Arc<Metrics>) -> Self {
+        Self { registry, options: Arc::new(options), metrics }
+    }
+
+    /// Decides the reply to one request (no I/O).
+    fn reply(&self, request: &Request) -> Reply {
+        if request.metadata.op_code != OpCode::Query {
+            return Reply::error(ResponseCode::NotImp);
+        }
+        let queries = request.queries.queries();
+        let [query] = queries else {
+            return Reply::error(ResponseCode::FormErr);
+        };
+        if query.query_class() != DNSClass::IN {
+            return Reply::error(ResponseCode::Refused);
+        }
+        let qtype = query.query_type();
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            return Reply::error(ResponseCode::Refused);
+        }
+        let owner = query.original().name();
+        let qname = Name::from(query.name());
+        let zone = &self.options.zone;
+        if zone.origin.zone_of(&qname) {
+            return self.authoritative(owner, &qname, qtype);
+        }
+        if let Some(reply) = self.reverse(owner, &qname, qtype) {
+            return reply;
+        }
+        Reply::error(ResponseCode::Refused)
+    }
+
+    /// Answers a name under the domain.
+    fn authoritative(&self, owner: &Name, qname: &Name, qtype: RecordType) -> Reply {
+        let zone = &self.options.zone;
+        let now = now_ms();
+        let relative: Vec<&[u8]> = qname.iter().take(usize::from(qname.num_labels()).saturating_sub(zone.labels)).collect();
+        let mut reply = Reply { authoritative: true, ..Reply::default() };
+
+        if relative.is_empty() {
+            match qtype {
+                RecordType::SOA => reply.answers.push(zone.soa(self.registry.serial())),
+                RecordType::NS => {
+                    reply.answers.push(zone.ns());
+                    reply.additionals.extend(zone.ns_address(&zone.ns_name, false));
+                    reply.additionals.extend(zone.ns_address(&zone.ns_name, true));
+                }
+                RecordType::ANY => {
+                    reply.answers.push(zone.soa(self.registry.serial()));
+                    reply.answers.push(zone.ns());
+                }
+                _ => {}
+            }
+            return self.finish_nodata(reply);
+        }
+
+        let labels: Option<Vec<&str>> = relative.iter().map(|l| std::str::from_utf8(l).ok()).collect();
+        let Some(pattern) = labels.as_deref().and_then(|l| Pattern::from_labels(l.iter().copied())) else {
+            return self.nxdomain(reply);
+        };
+
+        let (mut primary, mut fallback) = self.matches(&pattern);
+        if primary.is_empty() && fallback.is_empty() && pattern.depth() == 1 {
+            // `<uuid>.<domain>`: the target of an SRV record for an IP host.
+            if let Some(label) = pattern.at(pos::ENVIRONMENT) {
+                primary = self.registry.by_uuid_label(label);
+            }
+        }
+        if primary.is_empty() && fallback.is_empty() {
+            if pattern.depth() == 1 && owner_is(qname, &zone.ns_name) {
+                reply.answers.extend(zone.ns_address(owner, qtype == RecordType::AAAA).filter(|_| {
+                    matches!(qtype, RecordType::A | RecordType::AAAA)
+                }));
+                return self.finish_nodata(reply);
+            }
+            return self.nxdomain(reply);
+        }
+        if self.options.round_robin {
+            primary.shuffle(&mut rand::rng());
+        } else {
+            primary.sort_by(|a, b| a.service.uuid.cmp(&b.service.uuid));
+        }
+        fallback.sort_by(|a, b| a.service.uuid.cmp(&b.service.uuid));
+
+        let ttl = self.options.ttl;
+        // Address answers come from the region asked for; when it has none,
+        // from the fail-over regions, so a client still reaches the service.
+        let addr_source = if primary.iter().any(|e| e.ip.is_some()) { &primary } else { &fallback };
+        let want_a = matches!(qtype, RecordType::A | RecordType::ANY);
+        let want_aaaa = matches!(qtype, RecordType::AAAA | RecordType::ANY);
+        if want_a {
+            reply.answers.extend(answer::address_records(owner, addr_source, false, ttl, now));
+        }
+        if want_aaaa {
+            reply.answers.extend(answer::address_records(owner, addr_source, true, ttl, now));
+        }
+        if matches!(qtype, RecordType::SRV | RecordType::ANY) {
+            let (srv, glue) = answer::srv_records(owner, &zone.origin, &primary, &fallback, ttl, now);
+            reply.answers.extend(srv);
+            reply.additionals.extend(glue);
+        }
+        self.finish_nodata(reply)
+    }
+
+    /// Services matching `pattern` in the region asked for, and — when the
+    /// query names a region — those in other regions for SRV fail-over.
+    fn matches(&self, pattern: &Pattern) -> (Vec<Arc<Entry>>, Vec<Arc<Entry>>) {
+        let primary = self.registry.lookup(pattern);
+        let Some(region) = pattern.at(pos::REGION) else {
+            return (primary, Vec::new());
+        };
+        let fallback = self
+            .registry
+            .lookup(&pattern.without_region())
+            .into_iter()
+            .filter(|e| e.labels.at(pos::REGION) != region)
+            .collect();
+        (primary, fallback)
+    }
+
+    /// PTR for the reverse name of a registered IP; `None` when the name is
+    /// not a reverse name of one.
+    fn reverse(&self, owner: &Name, qname: &Name, qtype: RecordType) -> Option<Reply> {
+        let net = qname.parse_arpa_name().ok()?;
+        let full = match net.addr() {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        if net.prefix_len() != full {
+            return None;
+        }
+        let entries = self.registry.by_ip(net.addr());
+        if entries.is_empty() {
+            return None;
+        }
+        let mut reply = Reply { authoritative: true, ..Reply::default() };
+        if matches!(qtype, RecordType::PTR | RecordType::ANY) {
+            reply.answers =
+                answer::ptr_records(owner, &self.options.zone.origin, &entries, self.options.ttl, now_ms());
+        }
+        Some(reply)
+    }
+
+    fn nxdomain(&self, mut reply: Reply) -> Reply {
+        reply.rcode = ResponseCode::NXDomain;
+        reply.answers.clear();
+        reply.authority = vec![self.options.zone.soa(self.registry.serial())];
+        reply
+    }
+
+    fn finish_nodata(&self, mut reply: Reply) -> Reply {
+        if reply.answers.is_empty() {
+            reply.authority = vec![self.options.zone.soa(self.registry.serial())];
+        }
+        reply
+    }
+
+    fn record_metrics(&self, request: &Request, rcode: ResponseCode, start: Instant) {
+        let qtype = request.queries.queries().first().map_or_else(|| "none".to_string(), |q| q.query_type().to_string());
+        self.metrics.dns_queries.get_or_create(&QueryLabels { qtype, rcode: rcode.to_string() }).inc();
+        self.metrics.dns_latency.observe(start.elapsed().as_secs_f64());
+    }
+}
+
+fn owner_is(qname: &Name, name: &Name) -> bool {
+    qname.eq_ignore_root(name)
+}
+
+/// The EDNS OPT record of a response: our payload size, capped by the
+/// client's so that truncation happens at the size the client can take.
+fn response_edns(request: &Request) -> Option<Edns> {
+    let req = request.edns.as_ref()?;
+    let mut edns = Edns::new();
+    edns.set_version(0);
+    edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+    Some(edns)
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for DnsHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response_handle: R) -> ResponseInfo {
+        let start = Instant::now();
+        let edns = response_edns(request);
+        let reply = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            Reply::error(ResponseCode::BADVERS)
+        } else {
+            self.reply(request)
+        };
+
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.message_type = MessageType::Response;
+        metadata.authoritative = reply.authoritative;
+        metadata.response_code = reply.rcode;
+        let response = builder.build(
+            metadata,
+            reply.answers.iter(),
+            reply.authority.iter(),
+            iter::empty(),
+            reply.additionals.iter(),
+        );
+        self.record_metrics(request, reply.rcode, start);
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot send DNS response");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+            }
+        }
+    }
+}

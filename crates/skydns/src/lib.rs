@@ -1,0 +1,42 @@
+//! skydns: service discovery over DNS, a drop-in successor of SkyDNS v1.
+//!
+//! Services register over a REST API (SkyDNS v1's paths and JSON) and are
+//! answered over DNS (UDP and TCP) as
+//! `<uuid>.<host>.<region>.<version>.<service>.<environment>.<domain>`, any
+//! suffix of it, with `*` wildcards.
+//!
+//! # Layout
+//! - [`config`]: flags/env ([`Cli`]) → validated [`Config`].
+//! - [`server`]: [`start`] binds and spawns everything, returning a [`Server`]
+//!   handle with its addresses; [`run`] is the binary's entry.
+//! - [`registry`]: the [`Registry`] (entries, indexes, expiry, callbacks).
+//! - [`store`]: the [`Store`] trait; memory and embedded (redb) backends.
+//! - [`dns`]: the DNS answer path ([`DnsHandler`], record builders, the zone apex).
+//! - [`api`]: HTTP handlers, body validation, error mapping.
+//! - [`metrics`]: Prometheus metrics.
+//!
+//! # Embedding
+//! ```no_run
+//! # async fn demo() -> Result<(), skydns::Error> {
+//! let server = skydns::start(skydns::Config::ephemeral()).await?;
+//! println!("DNS on {}, API on {}", server.dns_addr(), server.http_url());
+//! server.shutdown().await
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod dns;
+mod error;
+pub mod metrics;
+pub mod registry;
+pub mod server;
+pub mod store;
+
+pub use config::{Cli, Config};
+pub use dns::DnsHandler;
+pub use error::Error;
+pub use registry::{Registry, RegistryError};
+pub use server::{Server, run, start};
+pub use store::{Store, StoreError};

@@ -1,0 +1,89 @@
+//! Prometheus metrics, served as text at `/metrics`.
+//!
+//! One [`Metrics`] value is built in `run()` and shared (behind an `Arc`) by
+//! the DNS handler, the registry and the API; nothing is global.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of `skydns_dns_queries_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// Query type (`A`, `SRV`, ...).
+    pub qtype: String,
+    /// Response code (`NoError`, `NXDomain`, ...).
+    pub rcode: String,
+}
+
+/// Labels of `skydns_api_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// Matched route (`/skydns/services/{uuid}`).
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Every metric skydns exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// DNS queries answered, by type and response code.
+    pub dns_queries: Family<QueryLabels, Counter>,
+    /// Time to answer a DNS query, in seconds.
+    pub dns_latency: Histogram,
+    /// Services currently registered.
+    pub services: Gauge,
+    /// Services removed because their TTL ran out.
+    pub expired: Counter,
+    /// Callback deliveries that failed.
+    pub callback_failures: Counter,
+    /// API requests, by route, method and status.
+    pub api_requests: Family<ApiLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("skydns");
+        let dns_queries = Family::<QueryLabels, Counter>::default();
+        registry.register("dns_queries", "DNS queries answered", dns_queries.clone());
+        let dns_latency = Histogram::new(
+            [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0],
+        );
+        registry.register("dns_latency_seconds", "Time to answer a DNS query", dns_latency.clone());
+        let services = Gauge::default();
+        registry.register("registry_services", "Services currently registered", services.clone());
+        let expired = Counter::default();
+        registry.register("registry_expired", "Services removed by TTL expiry", expired.clone());
+        let callback_failures = Counter::default();
+        registry.register(
+            "callback_failures",
+            "Callback deliveries that failed",
+            callback_failures.clone(),
+        );
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register("api_requests", "HTTP API requests", api_requests.clone());
+        Self { registry, dns_queries, dns_latency, services, expired, callback_failures, api_requests }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

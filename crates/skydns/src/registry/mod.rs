@@ -1,0 +1,523 @@
+//! The service registry: the single source of truth that the API writes and
+//! DNS reads.
+//!
+//! [`Registry`] is a cheap-to-clone handle (`Arc` inside). Entries live in a
+//! `DashMap` keyed by uuid, with secondary indexes ([`index`]) so that a DNS
+//! look-up touches only the services it could match. Every write goes to the
+//! [`Store`] first and to memory second, so an acknowledged change is durable
+//! and a failed one changes nothing. Expiry is exact: readers skip entries
+//! whose deadline has passed, and the reaper task ([`tasks`]) purges them and
+//! fires their callbacks.
+
+mod index;
+pub mod name;
+pub(crate) mod tasks;
+mod validate;
+
+use std::{
+    collections::{BTreeMap, BinaryHeap, HashMap},
+    cmp::Reverse,
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use dashmap::DashMap;
+use skydns_api::{Callback, Service};
+use tokio::sync::{Notify, mpsc};
+
+use crate::{
+    metrics::Metrics,
+    store::{Store, StoreError, StoredService},
+};
+use index::Index;
+pub use name::{Pattern, ServiceLabels};
+
+/// Deadline of a registration that never expires.
+pub const NEVER: u64 = u64::MAX;
+
+/// What a registry operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// No live service has this uuid.
+    #[error("service {0:?} not found")]
+    NotFound(String),
+    /// A live service has this uuid already.
+    #[error("service {0:?} is already registered")]
+    Conflict(String),
+    /// A field is invalid; nothing was changed.
+    #[error("{message}")]
+    Invalid {
+        /// The JSON field at fault (`Host`, `Port`, ...).
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The store failed; nothing was changed in memory.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Settings of the registry itself.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// The DNS domain services live under (`skydns.local`), for name-length checks.
+    pub domain: String,
+    /// TTL, in seconds, answered for `NoExpire` services.
+    pub no_expire_ttl: u32,
+}
+
+/// One registered service.
+#[derive(Debug)]
+pub struct Entry {
+    /// The service as registered (`uuid` set; `ttl` is the TTL last given).
+    pub service: Service,
+    /// Its DNS labels, lowercase.
+    pub labels: ServiceLabels,
+    /// Host parsed as an IP, when it is one.
+    pub ip: Option<IpAddr>,
+    /// Callbacks to notify on removal.
+    pub callbacks: Vec<Callback>,
+    expires_ms: AtomicU64,
+}
+
+impl Entry {
+    fn new(service: Service, expires_ms: u64, callbacks: Vec<Callback>) -> Self {
+        let s = &service;
+        let labels = ServiceLabels::new(&s.uuid, s.host.trim_end_matches('.'), &s.region, &s.version, &s.name, &s.environment);
+        let ip = service.host.parse().ok();
+        Self { labels, ip, callbacks, expires_ms: AtomicU64::new(expires_ms), service }
+    }
+
+    /// An entry for unit tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn new_for_test(service: Service, expires_ms: u64) -> Self {
+        Self::new(service, expires_ms, Vec::new())
+    }
+
+    /// Deadline in milliseconds since the Unix epoch ([`NEVER`] for NoExpire).
+    pub fn expires_ms(&self) -> u64 {
+        self.expires_ms.load(Ordering::Acquire)
+    }
+
+    /// True while the deadline is in the future.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.expires_ms() > now_ms
+    }
+
+    /// Seconds left, rounded up (a live entry never reports 0); `None` for NoExpire.
+    pub fn remaining_secs(&self, now_ms: u64) -> Option<u32> {
+        let deadline = self.expires_ms();
+        (deadline != NEVER).then(|| {
+            let ms = deadline.saturating_sub(now_ms);
+            u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// The service as the API shows it: remaining TTL and `Expires` filled in.
+    pub fn view(&self, now_ms: u64) -> Service {
+        let mut s = self.service.clone();
+        match self.remaining_secs(now_ms) {
+            Some(left) => {
+                s.ttl = left;
+                s.expires = Some(
+                    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.expires_ms()))
+                        .to_string(),
+                );
+            }
+            None => s.expires = None,
+        }
+        s
+    }
+
+    fn stored(&self) -> StoredService {
+        StoredService {
+            service: self.service.clone(),
+            expires_ms: self.expires_ms(),
+            callbacks: self.callbacks.clone(),
+        }
+    }
+}
+
+/// A callback due because its service was removed.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The callback (its `uuid`, `reply` and `port`).
+    pub callback: Callback,
+    /// The removed service, as the API shows it.
+    pub service: Service,
+}
+
+/// What [`Registry::open`] recovered from the store.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Registrations restored.
+    pub restored: usize,
+    /// Registrations that had expired while skydns was down, now purged.
+    pub expired: usize,
+    /// Records that could not be read or were invalid, with the reason.
+    pub damaged: Vec<(String, String)>,
+}
+
+/// Cheap-to-clone handle on the registry.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("services", &self.inner.entries.len()).finish()
+    }
+}
+
+struct Inner {
+    /// uuid → entry. Entries are immutable but for their deadline; a change of
+    /// callbacks replaces the `Arc`.
+    entries: DashMap<Arc<str>, Arc<Entry>>,
+    index: Index,
+    store: Arc<dyn Store>,
+    /// Serialises writers across "check, persist, apply", so two PUTs of one
+    /// uuid cannot both win. A tokio mutex because it is held across the
+    /// store's `.await`.
+    writes: tokio::sync::Mutex<()>,
+    /// Deadlines for the reaper, lazily invalidated: a popped deadline that no
+    /// longer matches its entry (heartbeat, removal) is ignored. A std mutex:
+    /// held only for a push or pop, never across `.await`.
+    deadlines: Mutex<BinaryHeap<Reverse<(u64, Arc<str>)>>>,
+    deadline_changed: Notify,
+    /// Heartbeat deadlines not yet written to the store (flushed every second).
+    dirty: Mutex<HashMap<Arc<str>, u64>>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+    deliveries_rx: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
+    /// SOA serial: seconds of the last change, strictly increasing.
+    serial: AtomicU32,
+    options: RegistryOptions,
+    metrics: Arc<Metrics>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Registry {
+    /// Opens the registry on `store`, restoring what it holds. Registrations
+    /// that expired while skydns was down are purged, not restored.
+    ///
+    /// # Errors
+    /// [`RegistryError::Store`] when the store cannot be read at all.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        options: RegistryOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, LoadReport), RegistryError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let registry = Self {
+            inner: Arc::new(Inner {
+                entries: DashMap::new(),
+                index: Index::default(),
+                store,
+                writes: tokio::sync::Mutex::new(()),
+                deadlines: Mutex::new(BinaryHeap::new()),
+                deadline_changed: Notify::new(),
+                dirty: Mutex::new(HashMap::new()),
+                deliveries: tx,
+                deliveries_rx: Mutex::new(Some(rx)),
+                serial: AtomicU32::new(0),
+                options,
+                metrics,
+            }),
+        };
+        let report = registry.restore().await?;
+        registry.touch_serial();
+        Ok((registry, report))
+    }
+
+    async fn restore(&self) -> Result<LoadReport, RegistryError> {
+        let loaded = self.inner.store.load().await?;
+        let mut report = LoadReport { damaged: loaded.damaged, ..LoadReport::default() };
+        let now = now_ms();
+        for record in loaded.services {
+            let uuid = record.service.uuid.clone();
+            if record.expires_ms <= now {
+                report.expired += 1;
+                self.inner.store.remove(&uuid).await?;
+                continue;
+            }
+            if let Err(e) = validate::service(&uuid, &record.service, &self.inner.options.domain) {
+                report.damaged.push((uuid, e.to_string()));
+                continue;
+            }
+            self.apply(Entry::new(record.service, record.expires_ms, record.callbacks));
+            report.restored += 1;
+        }
+        Ok(report)
+    }
+
+    /// The registry's options.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.inner.options
+    }
+
+    /// Registers `service` as `uuid` (`PUT /skydns/services/{uuid}`).
+    ///
+    /// # Errors
+    /// [`RegistryError::Invalid`] (nothing changed), [`RegistryError::Conflict`]
+    /// if a live service has this uuid, [`RegistryError::Store`] if it could not
+    /// be persisted (nothing changed).
+    pub async fn register(&self, uuid: &str, mut service: Service) -> Result<(), RegistryError> {
+        validate::service(uuid, &service, &self.inner.options.domain)?;
+        service.uuid = uuid.to_string();
+        service.expires = None;
+        let expires_ms = if service.no_expire {
+            NEVER
+        } else {
+            now_ms().saturating_add(u64::from(service.ttl) * 1000)
+        };
+        let _guard = self.inner.writes.lock().await;
+        if self.get_entry(uuid).is_some() {
+            return Err(RegistryError::Conflict(uuid.to_string()));
+        }
+        let entry = Entry::new(service, expires_ms, Vec::new());
+        self.inner.store.put(vec![entry.stored()]).await?;
+        if let Some(old) = self.inner.entries.get(uuid).map(|e| Arc::clone(e.value())) {
+            // An expired entry the reaper has not purged yet: replace it quietly.
+            self.unapply(&old);
+        }
+        tracing::info!(uuid, name = %entry.labels, host = %entry.service.host, port = entry.service.port, "registered");
+        self.apply(entry);
+        Ok(())
+    }
+
+    /// Extends a service's life by `ttl` seconds from now (`PATCH`, the heartbeat).
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`] if no live service has this uuid,
+    /// [`RegistryError::Invalid`] for a TTL of 0.
+    pub fn heartbeat(&self, uuid: &str, ttl: u32) -> Result<(), RegistryError> {
+        validate::heartbeat_ttl(ttl)?;
+        let entry = self.get_entry(uuid).ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
+        if entry.expires_ms() == NEVER {
+            return Ok(());
+        }
+        let deadline = now_ms().saturating_add(u64::from(ttl) * 1000);
+        entry.expires_ms.store(deadline, Ordering::Release);
+        let id: Arc<str> = Arc::from(entry.service.uuid.as_str());
+        self.push_deadline(deadline, Arc::clone(&id));
+        lock(&self.inner.dirty).insert(id, deadline);
+        Ok(())
+    }
+
+    /// Removes a service (`DELETE`) and fires its callbacks.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`] if no live service has this uuid,
+    /// [`RegistryError::Store`] if the removal could not be persisted.
+    pub async fn remove(&self, uuid: &str) -> Result<Service, RegistryError> {
+        let _guard = self.inner.writes.lock().await;
+        let entry = self.get_entry(uuid).ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
+        self.inner.store.remove(uuid).await?;
+        let view = entry.view(now_ms());
+        self.unapply(&entry);
+        tracing::info!(uuid, name = %entry.labels, "removed");
+        self.fire_callbacks(&entry, &view);
+        Ok(view)
+    }
+
+    /// Attaches `callback` to every live service matching its Name, Version,
+    /// Environment and Region (empty fields match anything). Returns how many
+    /// services it was attached to.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`] when no service matches,
+    /// [`RegistryError::Invalid`] for a missing Reply or Port.
+    pub async fn add_callback(&self, uuid: &str, mut callback: Callback) -> Result<usize, RegistryError> {
+        validate::callback(uuid, &callback.reply, callback.port)?;
+        callback.uuid = uuid.to_string();
+        let _guard = self.inner.writes.lock().await;
+        let want = |field: &str| (!field.is_empty()).then(|| name::to_label(field));
+        let (name, version, env, region) = (
+            want(&callback.name),
+            want(&callback.version),
+            want(&callback.environment),
+            want(&callback.region),
+        );
+        let host = (!callback.host.is_empty()).then(|| callback.host.clone());
+        let pattern = Pattern(vec![env, name, version, region]);
+        let now = now_ms();
+        let matched: Vec<Arc<Entry>> = self
+            .lookup(&pattern)
+            .into_iter()
+            .filter(|e| host.as_deref().is_none_or(|h| e.service.host.eq_ignore_ascii_case(h)))
+            .collect();
+        if matched.is_empty() {
+            return Err(RegistryError::NotFound(format!(
+                "no service matches callback {uuid} ({})",
+                pattern.suffix(pattern.depth())
+            )));
+        }
+        let updated: Vec<Entry> = matched
+            .iter()
+            .map(|e| {
+                let mut callbacks: Vec<Callback> =
+                    e.callbacks.iter().filter(|c| c.uuid != uuid).cloned().collect();
+                callbacks.push(callback.clone());
+                Entry::new(e.service.clone(), e.expires_ms(), callbacks)
+            })
+            .collect();
+        self.inner.store.put(updated.iter().map(Entry::stored).collect()).await?;
+        let count = updated.len();
+        for entry in updated {
+            if entry.is_live(now) {
+                self.inner.entries.insert(Arc::from(entry.service.uuid.as_str()), Arc::new(entry));
+            }
+        }
+        Ok(count)
+    }
+
+    /// The live service registered as `uuid`.
+    pub fn get(&self, uuid: &str) -> Option<Arc<Entry>> {
+        self.get_entry(uuid)
+    }
+
+    /// Live services matching `pattern`, in no particular order.
+    pub fn lookup(&self, pattern: &Pattern) -> Vec<Arc<Entry>> {
+        let now = now_ms();
+        match self.inner.index.candidates(pattern) {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
+                .filter(|e| e.is_live(now) && pattern.matches(&e.labels))
+                .collect(),
+            None => self
+                .inner
+                .entries
+                .iter()
+                .map(|e| Arc::clone(e.value()))
+                .filter(|e| e.is_live(now) && pattern.matches(&e.labels))
+                .collect(),
+        }
+    }
+
+    /// Live services whose uuid, as a DNS label, is `label` (for `<uuid>.<domain>`).
+    pub fn by_uuid_label(&self, label: &str) -> Vec<Arc<Entry>> {
+        let now = now_ms();
+        self.inner
+            .index
+            .with_label(name::pos::UUID, label)
+            .iter()
+            .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
+            .filter(|e| e.is_live(now))
+            .collect()
+    }
+
+    /// Live services whose Host is `ip` (for PTR answers).
+    pub fn by_ip(&self, ip: IpAddr) -> Vec<Arc<Entry>> {
+        let now = now_ms();
+        self.inner
+            .index
+            .with_ip(ip)
+            .iter()
+            .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
+            .filter(|e| e.is_live(now))
+            .collect()
+    }
+
+    /// True when some registered name ends in this suffix of `depth` labels,
+    /// whatever its deadline (used to tell NODATA from NXDOMAIN cheaply).
+    pub fn has_suffix(&self, suffix: &str) -> bool {
+        self.inner.index.has_suffix(suffix)
+    }
+
+    /// Number of live services per value of `field` (regions, environments).
+    pub fn counts(&self, field: impl Fn(&Service) -> &str) -> BTreeMap<String, u64> {
+        let now = now_ms();
+        let mut out = BTreeMap::new();
+        for e in &self.inner.entries {
+            if e.is_live(now) {
+                *out.entry(field(&e.service).to_string()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// Number of entries held (live or awaiting purge).
+    pub fn len(&self) -> usize {
+        self.inner.entries.len()
+    }
+
+    /// True when nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.inner.entries.is_empty()
+    }
+
+    /// The SOA serial: the second of the last change.
+    pub fn serial(&self) -> u32 {
+        self.inner.serial.load(Ordering::Relaxed)
+    }
+
+    fn get_entry(&self, uuid: &str) -> Option<Arc<Entry>> {
+        let e = self.inner.entries.get(uuid).map(|e| Arc::clone(e.value()))?;
+        e.is_live(now_ms()).then_some(e)
+    }
+
+    fn apply(&self, entry: Entry) {
+        let id: Arc<str> = Arc::from(entry.service.uuid.as_str());
+        let deadline = entry.expires_ms();
+        self.inner.index.insert(&id, &entry.labels, entry.ip);
+        self.inner.entries.insert(Arc::clone(&id), Arc::new(entry));
+        if deadline != NEVER {
+            self.push_deadline(deadline, id);
+        }
+        self.inner.metrics.services.set(i64::try_from(self.inner.entries.len()).unwrap_or(i64::MAX));
+        self.touch_serial();
+    }
+
+    fn unapply(&self, entry: &Entry) {
+        let uuid = entry.service.uuid.as_str();
+        self.inner.entries.remove(uuid);
+        self.inner.index.remove(uuid, &entry.labels, entry.ip);
+        lock(&self.inner.dirty).remove(uuid);
+        self.inner.metrics.services.set(i64::try_from(self.inner.entries.len()).unwrap_or(i64::MAX));
+        self.touch_serial();
+    }
+
+    fn fire_callbacks(&self, entry: &Entry, view: &Service) {
+        for cb in &entry.callbacks {
+            let delivery = Delivery { callback: cb.clone(), service: view.clone() };
+            if self.inner.deliveries.send(delivery).is_err() {
+                tracing::warn!(callback = %cb.uuid, "callback dispatcher stopped; callback dropped");
+            }
+        }
+    }
+
+    fn push_deadline(&self, deadline: u64, id: Arc<str>) {
+        let earliest = {
+            let mut heap = lock(&self.inner.deadlines);
+            heap.push(Reverse((deadline, id)));
+            heap.peek().map(|Reverse((d, _))| *d)
+        };
+        if earliest == Some(deadline) {
+            self.inner.deadline_changed.notify_one();
+        }
+    }
+
+    fn touch_serial(&self) {
+        let now = u32::try_from(now_ms() / 1000).unwrap_or(u32::MAX);
+        let _ = self.inner.serial.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some(now.max(old.wrapping_add(1)))
+        });
+    }
+}
+
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it
+/// (the protected maps stay consistent: every critical section is a single
+/// insert, remove or pop).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,195 @@
+//! How services map to DNS names, and how a query name becomes a pattern.
+//!
+//! A service is named `<uuid>.<host>.<region>.<version>.<service>.<environment>`
+//! under the domain. Positions are counted from the right (the environment is
+//! position 0), because queries may name any suffix: `web.production` asks for
+//! positions 0 and 1. Labels are compared in lowercase; dots in Version and
+//! Host (and colons of IPv6 hosts) become hyphens.
+
+use std::fmt;
+
+/// Number of labels in a full service name under the domain.
+pub const DEPTH: usize = 6;
+
+/// Position of each field, counted from the right of the name.
+pub mod pos {
+    /// `<environment>`
+    pub const ENVIRONMENT: usize = 0;
+    /// `<service>` (the `Name` field)
+    pub const SERVICE: usize = 1;
+    /// `<version>`
+    pub const VERSION: usize = 2;
+    /// `<region>`
+    pub const REGION: usize = 3;
+    /// `<host>`
+    pub const HOST: usize = 4;
+    /// `<uuid>`
+    pub const UUID: usize = 5;
+}
+
+/// The six DNS labels of one service, lowercase, in right-to-left order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceLabels(pub [Box<str>; DEPTH]);
+
+impl ServiceLabels {
+    /// Derives the labels from a service's fields.
+    pub fn new(uuid: &str, host: &str, region: &str, version: &str, name: &str, env: &str) -> Self {
+        Self([
+            to_label(env),
+            to_label(name),
+            to_label(version),
+            to_label(region),
+            to_label(host),
+            to_label(uuid),
+        ])
+    }
+
+    /// The label at `pos` (0 = environment).
+    pub fn at(&self, pos: usize) -> &str {
+        self.0.get(pos).map_or("", |l| l)
+    }
+
+    /// The right-most `depth` labels joined with dots, as a query would spell
+    /// them (`web.production` for depth 2).
+    pub fn suffix(&self, depth: usize) -> String {
+        let mut parts: Vec<&str> = self.0.iter().take(depth).map(|l| &**l).collect();
+        parts.reverse();
+        parts.join(".")
+    }
+}
+
+impl fmt::Display for ServiceLabels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.suffix(DEPTH))
+    }
+}
+
+/// Lowercases a field and turns `.` and `:` into `-`, as SkyDNS v1 did for
+/// Version (`1.0.0` → `1-0-0`) and Host.
+pub fn to_label(field: &str) -> Box<str> {
+    field
+        .chars()
+        .map(|c| match c {
+            '.' | ':' => '-',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect::<String>()
+        .into_boxed_str()
+}
+
+/// A query under the domain: one entry per label, right to left; `None` is a
+/// wildcard (`*` or `any`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern(pub Vec<Option<Box<str>>>);
+
+impl Pattern {
+    /// Parses the labels left of the domain, given left to right as they
+    /// appear in the name (`["east", "*", "web", "production"]`).
+    ///
+    /// Returns `None` when there are more labels than a service name has.
+    pub fn from_labels<'a, I>(labels: I) -> Option<Self>
+    where
+        I: IntoIterator<Item = &'a str>,
+        I::IntoIter: DoubleEndedIterator,
+    {
+        let parts: Vec<Option<Box<str>>> = labels
+            .into_iter()
+            .rev()
+            .map(|l| {
+                let l = l.to_ascii_lowercase();
+                (l != "*" && l != "any").then(|| l.into_boxed_str())
+            })
+            .collect();
+        (parts.len() <= DEPTH).then_some(Self(parts))
+    }
+
+    /// Parses a dotted relative name (`east.*.web.production`); the empty
+    /// string is the pattern that matches everything.
+    pub fn parse(relative: &str) -> Option<Self> {
+        let relative = relative.trim_end_matches('.');
+        if relative.is_empty() {
+            return Some(Self(Vec::new()));
+        }
+        Self::from_labels(relative.split('.'))
+    }
+
+    /// Number of labels in the query.
+    pub fn depth(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The label at `pos` (0 = environment), `None` for a wildcard or a
+    /// position the query does not reach.
+    pub fn at(&self, pos: usize) -> Option<&str> {
+        self.0.get(pos).and_then(|l| l.as_deref())
+    }
+
+    /// True when every named label equals the service's.
+    pub fn matches(&self, labels: &ServiceLabels) -> bool {
+        self.0
+            .iter()
+            .enumerate()
+            .all(|(i, want)| want.as_deref().is_none_or(|w| w == labels.at(i)))
+    }
+
+    /// How many labels from the right are named before the first wildcard.
+    pub fn concrete_suffix_len(&self) -> usize {
+        self.0.iter().take_while(|l| l.is_some()).count()
+    }
+
+    /// The named right-most labels joined as [`ServiceLabels::suffix`] would.
+    pub fn suffix(&self, depth: usize) -> String {
+        let mut parts: Vec<&str> =
+            self.0.iter().take(depth).map(|l| l.as_deref().unwrap_or("*")).collect();
+        parts.reverse();
+        parts.join(".")
+    }
+
+    /// The same pattern with the region position turned into a wildcard.
+    pub fn without_region(&self) -> Self {
+        let mut p = self.clone();
+        if let Some(slot) = p.0.get_mut(pos::REGION) {
+            *slot = None;
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> ServiceLabels {
+        ServiceLabels::new("1001", "web1.site.com", "East", "1.0.0", "TestService", "Production")
+    }
+
+    #[test]
+    fn labels_are_lowercase_with_hyphens() {
+        assert_eq!(labels().to_string(), "1001.web1-site-com.east.1-0-0.testservice.production");
+        assert_eq!(labels().suffix(2), "testservice.production");
+        assert_eq!(&*to_label("::1"), "--1");
+    }
+
+    #[test]
+    fn patterns_match_suffixes_and_wildcards() {
+        let l = labels();
+        for q in ["production", "testservice.production", "1-0-0.testservice.production",
+            "east.*.testservice.production", "EAST.any.TestService.Production", "*.*", "",
+            "1001.web1-site-com.east.1-0-0.testservice.production"] {
+            assert!(Pattern::parse(q).expect("parses").matches(&l), "{q}");
+        }
+        for q in ["staging", "west.*.testservice.production", "2-0-0.testservice.production"] {
+            assert!(!Pattern::parse(q).expect("parses").matches(&l), "{q}");
+        }
+        assert!(Pattern::parse("a.b.c.d.e.f.g").is_none());
+    }
+
+    #[test]
+    fn concrete_suffix_stops_at_first_wildcard() {
+        let p = Pattern::parse("east.*.web.production").expect("parses");
+        assert_eq!(p.concrete_suffix_len(), 2);
+        assert_eq!(p.suffix(2), "web.production");
+        assert_eq!(p.without_region().at(pos::REGION), None);
+        assert_eq!(p.at(pos::REGION), Some("east"));
+    }
+}

@@ -1,0 +1,154 @@
+//! The registry's background tasks. Each runs until its cancellation token
+//! fires; `server::run` owns the tokens and joins the tasks on shutdown.
+//!
+//! - [`run_expiry`]: sleeps until the earliest deadline (or a new earlier one),
+//!   then purges what expired and fires callbacks.
+//! - [`run_heartbeat_flush`]: writes heartbeat deadlines to the store once a
+//!   second, in one batch, and once more on shutdown.
+//! - [`run_callbacks`]: delivers callbacks over HTTP, off the request path,
+//!   each with a timeout, so a slow listener never stalls the registry.
+
+use std::{cmp::Reverse, mem, net::IpAddr, sync::Arc, time::Duration};
+
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::{Delivery, Registry, lock, now_ms};
+
+/// How long an idle reaper sleeps when nothing is due.
+const IDLE: Duration = Duration::from_secs(3600);
+/// How often heartbeat deadlines are written to the store.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Time allowed to one callback delivery.
+const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deliveries in flight at once.
+const CALLBACK_CONCURRENCY: usize = 32;
+
+/// Purges services the moment their deadline passes.
+pub(crate) async fn run_expiry(registry: Registry, token: CancellationToken) {
+    let inner = &registry.inner;
+    loop {
+        let next = lock(&inner.deadlines).peek().map(|Reverse((d, _))| *d);
+        let wait = next.map_or(IDLE, |d| Duration::from_millis(d.saturating_sub(now_ms())));
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = inner.deadline_changed.notified() => continue,
+            () = tokio::time::sleep(wait) => {}
+        }
+        purge_expired(&registry).await;
+    }
+}
+
+async fn purge_expired(registry: &Registry) {
+    let inner = &registry.inner;
+    let now = now_ms();
+    let due: Vec<Arc<str>> = {
+        let mut heap = lock(&inner.deadlines);
+        let mut due = Vec::new();
+        while heap.peek().is_some_and(|Reverse((d, _))| *d <= now) {
+            if let Some(Reverse((_, id))) = heap.pop() {
+                due.push(id);
+            }
+        }
+        due
+    };
+    for id in due {
+        let _guard = inner.writes.lock().await;
+        let Some(entry) = inner.entries.get(&id).map(|e| Arc::clone(e.value())) else { continue };
+        if entry.is_live(now_ms()) {
+            continue; // a heartbeat moved the deadline; its own heap item will come
+        }
+        if let Err(e) = inner.store.remove(&id).await {
+            // Memory is purged anyway: a stale record on disk is expired by
+            // its deadline when it is loaded again.
+            tracing::warn!(uuid = %id, error = %e, "cannot remove expired service from the store");
+        }
+        let view = entry.view(now);
+        registry.unapply(&entry);
+        inner.metrics.expired.inc();
+        tracing::info!(uuid = %id, name = %entry.labels, "expired");
+        registry.fire_callbacks(&entry, &view);
+    }
+}
+
+/// Writes batched heartbeat deadlines to the store every [`FLUSH_EVERY`].
+pub(crate) async fn run_heartbeat_flush(registry: Registry, token: CancellationToken) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stop = tokio::select! {
+            () = token.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        flush_heartbeats(&registry).await;
+        if stop {
+            return;
+        }
+    }
+}
+
+async fn flush_heartbeats(registry: &Registry) {
+    let inner = &registry.inner;
+    let batch = mem::take(&mut *lock(&inner.dirty));
+    if batch.is_empty() {
+        return;
+    }
+    let deadlines: Vec<(String, u64)> = batch.iter().map(|(id, d)| (id.to_string(), *d)).collect();
+    // Serialise with writers so a flush never resurrects a record just removed.
+    let _guard = inner.writes.lock().await;
+    let deadlines: Vec<(String, u64)> =
+        deadlines.into_iter().filter(|(id, _)| inner.entries.contains_key(id.as_str())).collect();
+    if let Err(e) = inner.store.touch(deadlines).await {
+        tracing::warn!(error = %e, "cannot persist heartbeats; will retry");
+        let mut dirty = lock(&inner.dirty);
+        for (id, d) in batch {
+            dirty.entry(id).or_insert(d);
+        }
+    }
+}
+
+/// Delivers callbacks until cancelled.
+pub(crate) async fn run_callbacks(registry: Registry, token: CancellationToken) {
+    let Some(mut rx) = lock(&registry.inner.deliveries_rx).take() else {
+        tracing::error!("callback dispatcher started twice");
+        return;
+    };
+    let http = match reqwest::Client::builder().timeout(CALLBACK_TIMEOUT).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the callback HTTP client; callbacks disabled");
+            return;
+        }
+    };
+    let permits = Arc::new(Semaphore::new(CALLBACK_CONCURRENCY));
+    let mut inflight = JoinSet::new();
+    loop {
+        let delivery = tokio::select! {
+            () = token.cancelled() => break,
+            d = rx.recv() => match d { Some(d) => d, None => break },
+        };
+        while inflight.try_join_next().is_some() {}
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let http = http.clone();
+        let metrics = Arc::clone(&registry.inner.metrics);
+        inflight.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = deliver(&http, &delivery).await {
+                metrics.callback_failures.inc();
+                tracing::warn!(callback = %delivery.callback.uuid, reply = %delivery.callback.reply, error = %e, "callback failed");
+            }
+        });
+    }
+    inflight.abort_all();
+}
+
+async fn deliver(http: &reqwest::Client, d: &Delivery) -> Result<(), reqwest::Error> {
+    let host = match d.callback.reply.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+        _ => d.callback.reply.clone(),
+    };
+    let url = format!("http://{host}:{}/skydns/callbacks/{}", d.callback.port, d.callback.uuid);
+    http.delete(url).json(&d.service).send().await?.error_for_status()?;
+    tracing::debug!(callback = %d.callback.uuid, "callback delivered");
+    Ok(())
+}

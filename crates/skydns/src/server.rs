@@ -1,0 +1,222 @@
+//! Starting and stopping a whole skydns: listeners, registry, DNS, API and
+//! background tasks, under one cancellation token.
+//!
+//! [`start`] binds everything (so bind errors surface before it returns),
+//! spawns every task into one `JoinSet`, and hands back a [`Server`] with the
+//! actual addresses. [`Server::shutdown`] cancels the token and waits for
+//! every task: stop intake, join, then flush (the heartbeat flusher writes
+//! once more as it exits).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::UdpSocket, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Error, api,
+    config::Config,
+    dns::{DnsHandler, DnsOptions, Zone, answer::TtlPolicy},
+    metrics::Metrics,
+    registry::{LoadReport, Registry, RegistryOptions, tasks},
+    store::{MemoryStore, RedbStore, Store},
+};
+
+/// How many times to look for a port free for both UDP and TCP when port 0 is asked.
+const PORT_TRIES: usize = 32;
+/// Per-connection response buffer of the TCP DNS listener.
+const TCP_RESPONSE_BUFFER: usize = 32;
+
+/// A running skydns.
+#[derive(Debug)]
+pub struct Server {
+    dns_addr: SocketAddr,
+    http_addr: SocketAddr,
+    registry: Registry,
+    token: CancellationToken,
+    tasks: JoinSet<Result<(), Error>>,
+}
+
+impl Server {
+    /// Where DNS (UDP and TCP) listens.
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.dns_addr
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The API's base URL (`http://127.0.0.1:8080`).
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// The registry, for in-process embedding.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Runs until the token is cancelled or a task fails, then shuts down.
+    ///
+    /// # Errors
+    /// The first task failure.
+    pub async fn wait(mut self) -> Result<(), Error> {
+        let mut result = Ok(());
+        tokio::select! {
+            () = self.token.cancelled() => {}
+            Some(done) = self.tasks.join_next() => {
+                result = flatten(done);
+            }
+        }
+        self.token.cancel();
+        while let Some(done) = self.tasks.join_next().await {
+            if let (Ok(()), Err(e)) = (&result, flatten(done)) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Stops every task and waits for them.
+    ///
+    /// # Errors
+    /// A task's failure.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.token.cancel();
+        self.wait().await
+    }
+}
+
+fn flatten(done: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
+    done.map_err(|e| Error::Dns(format!("task failed: {e}")))?
+}
+
+/// Binds the listeners, restores the registry and starts every task.
+///
+/// # Errors
+/// [`Error::Bind`] with advice, [`Error::Store`] when `-data` cannot be opened,
+/// [`Error::Tls`], [`Error::Config`].
+pub async fn start(config: Config) -> Result<Server, Error> {
+    let (udp, tcp) = bind_dns(config.dns_addr).await?;
+    let dns_addr = udp.local_addr()?;
+    let http = std::net::TcpListener::bind(config.http_addr)
+        .map_err(|e| Error::bind("HTTP", config.http_addr, e, "http"))?;
+    let http_addr = http.local_addr()?;
+    let tls = match &config.tls {
+        Some(files) => Some(api::load_tls(files).await?),
+        None => None,
+    };
+
+    let store: Arc<dyn Store> = match &config.data_dir {
+        Some(dir) => Arc::new(RedbStore::open(dir)?),
+        None => Arc::new(MemoryStore),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let options = RegistryOptions { domain: config.domain.clone(), no_expire_ttl: config.no_expire_ttl };
+    let (registry, report) = Registry::open(Arc::clone(&store), options, Arc::clone(&metrics)).await?;
+    log_restore(&*store, &report);
+
+    let zone = Zone::new(&config.domain, dns_addr.ip())
+        .map_err(|e| Error::Config(format!("-domain {:?}: {e}", config.domain)))?;
+    let dns_options = DnsOptions {
+        zone,
+        round_robin: config.round_robin,
+        ttl: TtlPolicy { no_expire_ttl: config.no_expire_ttl, max_ttl: config.max_answer_ttl },
+    };
+    let handler = DnsHandler::new(registry.clone(), dns_options, Arc::clone(&metrics));
+
+    let token = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let mut dns = hickory_server::Server::new(handler);
+    dns.register_socket(udp);
+    dns.register_listener(tcp, config.read_timeout, TCP_RESPONSE_BUFFER);
+    let dns_token = token.child_token();
+    tasks.spawn(async move {
+        dns_token.cancelled().await;
+        dns.shutdown_gracefully().await.map_err(|e| Error::Dns(e.to_string()))
+    });
+
+    let app = api::router(registry.clone(), Arc::clone(&metrics), config.secret.clone());
+    tasks.spawn(api::serve(http, app, tls, token.child_token()));
+
+    let (r, t) = (registry.clone(), token.child_token());
+    tasks.spawn(async move {
+        tasks::run_expiry(r, t).await;
+        Ok(())
+    });
+    let (r, t) = (registry.clone(), token.child_token());
+    tasks.spawn(async move {
+        tasks::run_heartbeat_flush(r, t).await;
+        Ok(())
+    });
+    let (r, t) = (registry.clone(), token.child_token());
+    tasks.spawn(async move {
+        tasks::run_callbacks(r, t).await;
+        Ok(())
+    });
+
+    tracing::info!(
+        dns = %dns_addr,
+        http = %http_addr,
+        domain = %config.domain,
+        store = %store.describe(),
+        "listening dns={dns_addr} http={http_addr}"
+    );
+    Ok(Server { dns_addr, http_addr, registry, token, tasks })
+}
+
+fn log_restore(store: &dyn Store, report: &LoadReport) {
+    if report.restored + report.expired + report.damaged.len() > 0 {
+        tracing::info!(
+            restored = report.restored,
+            expired_while_down = report.expired,
+            damaged = report.damaged.len(),
+            "restored registrations from {}",
+            store.describe()
+        );
+    }
+    for (key, reason) in &report.damaged {
+        tracing::warn!(key, reason, "stored registration could not be restored");
+    }
+}
+
+/// Binds UDP and TCP on the same address. With port 0, finds a port free for both.
+async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, tokio::net::TcpListener), Error> {
+    let tries = if addr.port() == 0 { PORT_TRIES } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let udp = UdpSocket::bind(addr).await.map_err(|e| Error::bind("DNS (udp)", addr, e, "dns"))?;
+        let bound = udp.local_addr()?;
+        match tokio::net::TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some((bound, e)),
+        }
+    }
+    let (bound, e) = last.unwrap_or((addr, std::io::Error::other("no free port")));
+    Err(Error::bind("DNS (tcp)", bound, e, "dns"))
+}
+
+/// Runs a server until `shutdown` completes (a signal, say), then stops it.
+///
+/// # Errors
+/// As [`start`] and [`Server::wait`].
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), Error> {
+    let server = start(config).await?;
+    let token = server.shutdown_token();
+    let waiter = tokio::spawn(server.wait());
+    shutdown.await;
+    tracing::info!("shutting down");
+    token.cancel();
+    match tokio::time::timeout(Duration::from_secs(10), waiter).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(Error::Dns(format!("server task failed: {e}"))),
+        Err(_) => Err(Error::Dns("tasks did not stop within 10 s".into())),
+    }
+}
