@@ -1,0 +1,337 @@
+//! The integration harness: starts the real `skydns` binary on free loopback
+//! ports, and talks to it over the wire as users' programs do — HTTP through
+//! the shared client crate, DNS through a small UDP/TCP client built on
+//! hickory-proto.
+//!
+//! The binary is found next to the test executable (`target/<profile>/skydns`);
+//! build it first with `cargo build --workspace --bins` (the test script does).
+//! Every process is killed when its handle is dropped.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use hickory_proto::{
+    op::{Edns, Message, MessageType, OpCode, Query},
+    rr::{Name, RData, RecordType},
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpStream, UdpSocket},
+    process::{Child, Command},
+};
+
+pub use skydns_api::{Callback, Client, ClientError, Service};
+
+/// How long a daemon may take to report its addresses.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a DNS query may take before the harness gives up.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Path of a workspace binary built next to the running test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/integration-xxxx → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build it first with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+/// A `skydns` process on free loopback ports.
+pub struct SkyDns {
+    child: Child,
+    /// DNS address (UDP and TCP).
+    pub dns: SocketAddr,
+    /// HTTP API address.
+    pub http: SocketAddr,
+    /// A client for the API (without secret).
+    pub client: Client,
+    log: Arc<Mutex<String>>,
+}
+
+impl SkyDns {
+    /// Starts `skydns -dns 127.0.0.1:0 -http 127.0.0.1:0 <args>` and waits until
+    /// it listens.
+    pub async fn start(args: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", "127.0.0.1:0", args).await
+    }
+
+    /// Starts skydns on the given addresses (port 0: free port).
+    pub async fn start_on(dns: &str, http: &str, args: &[&str]) -> Self {
+        Self::try_start_on(dns, http, args)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`SkyDns::start_on`], returning the daemon's output when it fails
+    /// to start (for tests of start-up errors).
+    pub async fn try_start_on(dns: &str, http: &str, args: &[&str]) -> Result<Self, String> {
+        let mut cmd = Command::new(binary("skydns"));
+        cmd.args(["-dns", dns, "-http", http])
+            .args(args)
+            .env("SKYDNS_LOG", "info")
+            .env_remove("SKYDNS")
+            .env_remove("SKYDNS_DNS")
+            .env_remove("SKYDNS_DOMAIN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start skydns: {e}"))?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(SocketAddr, SocketAddr)>();
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addrs) = parse_listening(&line) {
+                    let _ = tx.send(addrs);
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let addrs = tokio::time::timeout(START_TIMEOUT, rx.recv()).await;
+        let (dns, http) = match addrs {
+            Ok(Some(a)) => a,
+            _ => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+                let out = log.lock().map(|l| l.clone()).unwrap_or_default();
+                let _ = child.start_kill();
+                return Err(format!("skydns did not start:\n{out}"));
+            }
+        };
+        let client = Client::new(&format!("http://{http}")).map_err(|e| e.to_string())?;
+        Ok(Self {
+            child,
+            dns,
+            http,
+            client,
+            log,
+        })
+    }
+
+    /// The API's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Sends a signal (`"KILL"`, `"TERM"`, `"STOP"`, `"CONT"`) with `kill(1)`.
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    }
+
+    /// `kill -9` and wait for the process to be gone.
+    pub async fn kill9(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status's success.
+    pub async fn stop(mut self) -> bool {
+        self.signal("TERM");
+        matches!(tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await, Ok(Ok(s)) if s.success())
+    }
+
+    /// A DNS query over UDP.
+    pub async fn query(&self, name: &str, rtype: RecordType) -> Message {
+        udp_query(self.dns, name, rtype)
+            .await
+            .unwrap_or_else(|e| panic!("query {name} {rtype}: {e}"))
+    }
+
+    /// A DNS query over TCP.
+    pub async fn query_tcp(&self, name: &str, rtype: RecordType) -> Message {
+        tcp_query(self.dns, &query_message(name, rtype, None))
+            .await
+            .unwrap_or_else(|e| panic!("tcp query {name} {rtype}: {e}"))
+    }
+}
+
+/// Parses the `listening dns=... http=...` line.
+fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = &line[line.find("listening dns=")? + "listening dns=".len()..];
+    let mut parts = rest.split_whitespace();
+    let dns = parts.next()?.parse().ok()?;
+    let http = parts.next()?.strip_prefix("http=")?.parse().ok()?;
+    Some((dns, http))
+}
+
+/// A query message for `name`/`rtype`, with EDNS advertising `payload` if given.
+pub fn query_message(name: &str, rtype: RecordType, payload: Option<u16>) -> Message {
+    let mut msg = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    let name = Name::from_ascii(name).unwrap_or_else(|e| panic!("bad name {name}: {e}"));
+    msg.add_query(Query::query(name, rtype));
+    if let Some(p) = payload {
+        let mut edns = Edns::new();
+        edns.set_max_payload(p);
+        msg.set_edns(edns);
+    }
+    msg
+}
+
+/// Sends `msg` over UDP and decodes the answer.
+pub async fn udp_exchange(server: SocketAddr, msg: &Message) -> Result<Message, String> {
+    let bytes = msg.to_vec().map_err(|e| e.to_string())?;
+    let reply = udp_raw(server, &bytes)
+        .await
+        .ok_or("no answer within the timeout")?;
+    Message::from_vec(&reply).map_err(|e| format!("undecodable answer: {e}"))
+}
+
+/// A UDP query for `name`/`rtype` without EDNS.
+pub async fn udp_query(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+) -> Result<Message, String> {
+    udp_exchange(server, &query_message(name, rtype, None)).await
+}
+
+/// Sends raw bytes over UDP; the raw answer, or `None` on timeout.
+pub async fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    }
+    .parse()
+    .ok()?;
+    let sock = UdpSocket::bind(bind).await.ok()?;
+    sock.send_to(bytes, server).await.ok()?;
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = tokio::time::timeout(QUERY_TIMEOUT, sock.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// Sends `msg` over TCP (length-prefixed) and decodes the answer.
+pub async fn tcp_query(server: SocketAddr, msg: &Message) -> Result<Message, String> {
+    let bytes = msg.to_vec().map_err(|e| e.to_string())?;
+    let fut = async {
+        let mut s = TcpStream::connect(server)
+            .await
+            .map_err(|e| e.to_string())?;
+        let len = u16::try_from(bytes.len()).map_err(|e| e.to_string())?;
+        s.write_all(&len.to_be_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        s.write_all(&bytes).await.map_err(|e| e.to_string())?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        Message::from_vec(&buf).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(QUERY_TIMEOUT, fut)
+        .await
+        .map_err(|_| "timeout".to_string())?
+}
+
+/// The IPv4 addresses in a message's answer section, sorted.
+pub fn a_records(msg: &Message) -> Vec<String> {
+    let mut v: Vec<String> = msg
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `(priority, weight, port, target)` of every SRV answer, sorted.
+pub fn srv_records(msg: &Message) -> Vec<(u16, u16, u16, String)> {
+    let mut v: Vec<(u16, u16, u16, String)> = msg
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some((s.priority, s.weight, s.port, s.target.to_ascii())),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A service with the fields SkyDNS v1's README uses.
+pub fn service(name: &str, env: &str, region: &str, host: &str, port: u16, ttl: u32) -> Service {
+    Service {
+        name: name.into(),
+        version: "1.0.0".into(),
+        environment: env.into(),
+        region: region.into(),
+        host: host.into(),
+        port,
+        ttl,
+        ..Service::default()
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_the_listening_line() {
+        let line =
+            "2026 INFO skydns::server: listening dns=127.0.0.1:5353 http=127.0.0.1:8080 dns=...";
+        let (d, h) = super::parse_listening(line).expect("parses");
+        assert_eq!(d.port(), 5353);
+        assert_eq!(h.port(), 8080);
+    }
+}

@@ -90,7 +90,11 @@ impl Client {
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()?;
-        Ok(Self { http, base, secret: None })
+        Ok(Self {
+            http,
+            base,
+            secret: None,
+        })
     }
 
     /// Sends `secret` as the `Authorization` header (skydns `-secret`).
@@ -112,7 +116,9 @@ impl Client {
     /// [`ClientError::Conflict`] if `uuid` exists, [`ClientError::Rejected`] for
     /// invalid fields, transport and server errors otherwise.
     pub async fn add_service(&self, uuid: &str, service: &Service) -> Result<(), ClientError> {
-        self.send(Method::PUT, &services_path(uuid), Some(service)).await.map(drop)
+        self.send(Method::PUT, &services_path(uuid), Some(service))
+            .await
+            .map(drop)
     }
 
     /// `GET /skydns/services/{uuid}`.
@@ -120,7 +126,8 @@ impl Client {
     /// # Errors
     /// [`ClientError::NotFound`] if there is no such service.
     pub async fn get_service(&self, uuid: &str) -> Result<Service, ClientError> {
-        self.json(Method::GET, &services_path(uuid), None::<&()>).await
+        self.json(Method::GET, &services_path(uuid), None::<&()>)
+            .await
     }
 
     /// `PATCH /skydns/services/{uuid}` with `{"TTL": ttl}`: a heartbeat.
@@ -128,7 +135,13 @@ impl Client {
     /// # Errors
     /// [`ClientError::NotFound`] if the service expired or was never registered.
     pub async fn heartbeat(&self, uuid: &str, ttl: u32) -> Result<(), ClientError> {
-        self.send(Method::PATCH, &services_path(uuid), Some(&Heartbeat { ttl })).await.map(drop)
+        self.send(
+            Method::PATCH,
+            &services_path(uuid),
+            Some(&Heartbeat { ttl }),
+        )
+        .await
+        .map(drop)
     }
 
     /// `DELETE /skydns/services/{uuid}`.
@@ -136,7 +149,9 @@ impl Client {
     /// # Errors
     /// [`ClientError::NotFound`] if there is no such service.
     pub async fn delete_service(&self, uuid: &str) -> Result<(), ClientError> {
-        self.send(Method::DELETE, &services_path(uuid), None::<&()>).await.map(drop)
+        self.send(Method::DELETE, &services_path(uuid), None::<&()>)
+            .await
+            .map(drop)
     }
 
     /// `GET /skydns/services/`: every service, or those matching a DNS-style
@@ -161,7 +176,9 @@ impl Client {
     /// [`ClientError::NotFound`] when no service matches.
     pub async fn add_callback(&self, uuid: &str, callback: &Callback) -> Result<(), ClientError> {
         let path = format!("/skydns/callbacks/{}", encode_segment(uuid));
-        self.send(Method::PUT, &path, Some(callback)).await.map(drop)
+        self.send(Method::PUT, &path, Some(callback))
+            .await
+            .map(drop)
     }
 
     /// `GET /skydns/regions/`: number of services per region.
@@ -169,7 +186,8 @@ impl Client {
     /// # Errors
     /// Transport and server errors.
     pub async fn regions(&self) -> Result<BTreeMap<String, u64>, ClientError> {
-        self.json(Method::GET, "/skydns/regions/", None::<&()>).await
+        self.json(Method::GET, "/skydns/regions/", None::<&()>)
+            .await
     }
 
     /// `GET /skydns/environments/`: number of services per environment.
@@ -177,7 +195,8 @@ impl Client {
     /// # Errors
     /// Transport and server errors.
     pub async fn environments(&self) -> Result<BTreeMap<String, u64>, ClientError> {
-        self.json(Method::GET, "/skydns/environments/", None::<&()>).await
+        self.json(Method::GET, "/skydns/environments/", None::<&()>)
+            .await
     }
 
     async fn json<T: DeserializeOwned, B: serde::Serialize>(
@@ -209,8 +228,10 @@ impl Client {
             return Ok(resp);
         }
         let text = resp.text().await.unwrap_or_default();
-        let parsed: ApiError = serde_json::from_str(&text)
-            .unwrap_or_else(|_| ApiError { error: text.trim().to_string(), field: None });
+        let parsed: ApiError = serde_json::from_str(&text).unwrap_or_else(|_| ApiError {
+            error: text.trim().to_string(),
+            field: None,
+        });
         Err(match status {
             StatusCode::CONFLICT => ClientError::Conflict(parsed.error),
             StatusCode::NOT_FOUND => ClientError::NotFound(parsed.error),
@@ -220,7 +241,10 @@ impl Client {
                 message: parsed.error,
                 field: parsed.field,
             },
-            s => ClientError::Server { status: s.as_u16(), message: parsed.error },
+            s => ClientError::Server {
+                status: s.as_u16(),
+                message: parsed.error,
+            },
         })
     }
 }
@@ -259,7 +283,10 @@ mod tests {
 
     #[test]
     fn base_url_must_be_http() {
-        assert!(matches!(Client::new("localhost:8080"), Err(ClientError::InvalidUrl(_))));
+        assert!(matches!(
+            Client::new("localhost:8080"),
+            Err(ClientError::InvalidUrl(_))
+        ));
         let c = Client::new("http://127.0.0.1:8080/").expect("valid");
         assert_eq!(c.base_url(), "http://127.0.0.1:8080");
     }

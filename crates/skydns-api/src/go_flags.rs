@@ -52,7 +52,9 @@ fn rewrite_one(arg: String, known_short: &[char]) -> String {
         return arg; // `-1`, `-` (stdin) and friends are values
     }
     let is_long_name = name.len() > 1
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     let is_short = name.len() == 1 && known_short.contains(&first);
     if is_long_name || (name.len() == 1 && !is_short) {
         format!("-{arg}")
@@ -77,13 +79,19 @@ mod tests {
             n(&["-nameserver", "8.8.8.8:53", "-domain", "skydns.local"]),
             ["--nameserver", "8.8.8.8:53", "--domain", "skydns.local"]
         );
-        assert_eq!(n(&["-ttl=30", "-no-round-robin"]), ["--ttl=30", "--no-round-robin"]);
+        assert_eq!(
+            n(&["-ttl=30", "-no-round-robin"]),
+            ["--ttl=30", "--no-round-robin"]
+        );
     }
 
     #[test]
     fn short_flags_double_dash_values_and_passthrough_are_kept() {
         assert_eq!(n(&["-s", "/docker.sock"]), ["-s", "/docker.sock"]);
-        assert_eq!(n(&["--domain", "x", "-1", "-"]), ["--domain", "x", "-1", "-"]);
+        assert_eq!(
+            n(&["--domain", "x", "-1", "-"]),
+            ["--domain", "x", "-1", "-"]
+        );
         assert_eq!(n(&["--", "-domain"]), ["--", "-domain"]);
     }
 }

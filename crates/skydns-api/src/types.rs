@@ -122,7 +122,12 @@ mod tests {
 
     #[test]
     fn callback_round_trips() {
-        let cb = Callback { reply: "127.0.0.1".into(), port: 5441, name: "a".into(), ..Default::default() };
+        let cb = Callback {
+            reply: "127.0.0.1".into(),
+            port: 5441,
+            name: "a".into(),
+            ..Default::default()
+        };
         let v = serde_json::to_value(&cb).expect("serializes");
         assert_eq!(v["Reply"], "127.0.0.1");
         let back: Callback = serde_json::from_value(v).expect("parses");

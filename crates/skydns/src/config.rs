@@ -9,6 +9,7 @@ use std::{
 };
 
 use clap::{ArgAction, Parser};
+use ipnet::IpNet;
 
 use crate::{Error, api::TlsFiles};
 
@@ -24,7 +25,11 @@ pub const DEFAULT_NAMESERVERS: &str = "8.8.8.8:53,8.8.4.4:53";
 /// Command line of the `skydns` binary. Every flag also works with one dash
 /// (`-domain skydns.local`, `-nameserver=8.8.8.8:53`) as in SkyDNS v1.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "skydns", version, about = "DNS service discovery with a SkyDNS v1 REST registry")]
+#[command(
+    name = "skydns",
+    version,
+    about = "DNS service discovery with a SkyDNS v1 REST registry"
+)]
 pub struct Cli {
     /// Address for DNS over UDP and TCP.
     #[arg(long, env = "SKYDNS_DNS", default_value = DEFAULT_DNS)]
@@ -44,6 +49,22 @@ pub struct Cli {
     /// Upstream nameservers (`IP[:port]`, comma-separated, repeatable) or a resolv.conf path.
     #[arg(long, env = "SKYDNS_NAMESERVER", action = ArgAction::Append)]
     pub nameserver: Vec<String>,
+    /// Answer names under the domain only: outside names get REFUSED.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub no_forward: bool,
+    /// Time allowed to one upstream for one forwarded query (Go duration).
+    #[arg(long, default_value = "2s")]
+    pub forward_timeout: String,
+    /// Most forwarded answers cached (0 disables the cache).
+    #[arg(long, default_value_t = 10_000)]
+    pub cache_size: usize,
+    /// Longest time a forwarded answer is cached, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub cache_max_ttl: u32,
+    /// Client networks (CIDR, comma-separated, repeatable) whose outside names are forwarded;
+    /// default: loopback, RFC 1918, link-local and ULA.
+    #[arg(long, env = "SKYDNS_ALLOW_RECURSION", action = ArgAction::Append)]
+    pub allow_recursion: Vec<String>,
     /// Read timeout (Go duration: `2s`, `500ms`): idle TCP DNS connections are closed after it.
     #[arg(long, default_value = "2s")]
     pub rtimeout: String,
@@ -95,7 +116,10 @@ pub struct Cli {
 impl Cli {
     /// Parses the process's arguments, accepting SkyDNS v1's single-dash spelling.
     pub fn parse_args() -> Self {
-        Self::parse_from(skydns_api::go_flags::normalize(std::env::args(), &['h', 'V']))
+        Self::parse_from(skydns_api::go_flags::normalize(
+            std::env::args(),
+            &['h', 'V'],
+        ))
     }
 
     /// Flags that are accepted for compatibility but have no effect, for a warning.
@@ -127,8 +151,16 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// API secret.
     pub secret: Option<String>,
-    /// Upstream nameservers.
+    /// Upstream nameservers; empty: forwarding off (outside names get REFUSED).
     pub nameservers: Vec<SocketAddr>,
+    /// Time allowed to one upstream for one attempt.
+    pub forward_timeout: Duration,
+    /// Most forwarded answers cached (0: no cache).
+    pub cache_size: usize,
+    /// Longest caching of a forwarded answer, in seconds.
+    pub cache_max_ttl: u32,
+    /// Clients whose outside names are forwarded.
+    pub allow_recursion: Vec<IpNet>,
     /// Idle timeout of TCP DNS connections.
     pub read_timeout: Duration,
     /// Write timeout.
@@ -155,6 +187,10 @@ impl Config {
             data_dir: None,
             secret: None,
             nameservers: Vec::new(),
+            forward_timeout: Duration::from_secs(2),
+            cache_size: 10_000,
+            cache_max_ttl: 3600,
+            allow_recursion: default_allow_recursion(),
             read_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(2),
             round_robin: true,
@@ -175,13 +211,20 @@ impl TryFrom<Cli> for Config {
             ));
         }
         if cli.dnssec.is_some() {
-            return Err(Error::Config("-dnssec (signing answers) is not supported yet: drop the flag".into()));
+            return Err(Error::Config(
+                "-dnssec (signing answers) is not supported yet: drop the flag".into(),
+            ));
         }
         let domain = cli.domain.trim_end_matches('.').to_ascii_lowercase();
         if domain.is_empty() || hickory_proto::rr::Name::from_ascii(&domain).is_err() {
-            return Err(Error::Config(format!("-domain {:?} is not a valid DNS name", cli.domain)));
+            return Err(Error::Config(format!(
+                "-domain {:?} is not a valid DNS name",
+                cli.domain
+            )));
         }
-        let nameservers = if cli.nameserver.is_empty() {
+        let nameservers = if cli.no_forward {
+            Vec::new()
+        } else if cli.nameserver.is_empty() {
             parse_nameservers(DEFAULT_NAMESERVERS)?
         } else {
             let mut all = Vec::new();
@@ -201,6 +244,14 @@ impl TryFrom<Cli> for Config {
             data_dir: cli.data,
             secret: cli.secret.filter(|s| !s.is_empty()),
             nameservers,
+            forward_timeout: parse_duration("forward-timeout", &cli.forward_timeout)?,
+            cache_size: cli.cache_size,
+            cache_max_ttl: cli.cache_max_ttl,
+            allow_recursion: if cli.allow_recursion.is_empty() {
+                default_allow_recursion()
+            } else {
+                parse_cidrs(&cli.allow_recursion)?
+            },
             read_timeout: parse_duration("rtimeout", &cli.rtimeout)?,
             write_timeout: parse_duration("wtimeout", &cli.wtimeout)?,
             round_robin: !cli.no_round_robin,
@@ -211,15 +262,55 @@ impl TryFrom<Cli> for Config {
     }
 }
 
+/// Loopback, RFC 1918, link-local and ULA: hosts and containers on this machine.
+pub fn default_allow_recursion() -> Vec<IpNet> {
+    [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .iter()
+    .filter_map(|n| n.parse().ok())
+    .collect()
+}
+
+fn parse_cidrs(specs: &[String]) -> Result<Vec<IpNet>, Error> {
+    specs
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    Error::Config(format!(
+                        "-allow-recursion entry {s:?} is not a CIDR like 10.0.0.0/8"
+                    ))
+                })
+        })
+        .collect()
+}
+
 fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, Error> {
     value.parse().map_err(|_| {
-        Error::Config(format!("-{flag} {value:?} is not an IP:port address (for example 127.0.0.1:5353 or [::1]:5353)"))
+        Error::Config(format!(
+            "-{flag} {value:?} is not an IP:port address (for example 127.0.0.1:5353 or [::1]:5353)"
+        ))
     })
 }
 
 fn parse_duration(flag: &str, value: &str) -> Result<Duration, Error> {
-    humantime::parse_duration(value)
-        .map_err(|e| Error::Config(format!("-{flag} {value:?} is not a duration like 2s or 500ms: {e}")))
+    humantime::parse_duration(value).map_err(|e| {
+        Error::Config(format!(
+            "-{flag} {value:?} is not a duration like 2s or 500ms: {e}"
+        ))
+    })
 }
 
 /// Parses `-nameserver`: a comma-separated list of `IP[:port]` (IPv6 in
@@ -241,7 +332,9 @@ pub fn parse_nameservers(spec: &str) -> Result<Vec<SocketAddr>, Error> {
             .map(|ip| SocketAddr::new(ip, 53))
             .collect();
         if found.is_empty() {
-            return Err(Error::Config(format!("-nameserver {spec}: the file lists no nameserver")));
+            return Err(Error::Config(format!(
+                "-nameserver {spec}: the file lists no nameserver"
+            )));
         }
         return Ok(found);
     }
@@ -251,7 +344,11 @@ pub fn parse_nameservers(spec: &str) -> Result<Vec<SocketAddr>, Error> {
         .map(|s| {
             s.parse::<SocketAddr>()
                 .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                .map_err(|_| Error::Config(format!("-nameserver entry {s:?} is not IP[:port] (IPv6 as [::1]:53)")))
+                .map_err(|_| {
+                    Error::Config(format!(
+                        "-nameserver entry {s:?} is not IP[:port] (IPv6 as [::1]:53)"
+                    ))
+                })
         })
         .collect()
 }
@@ -272,7 +369,15 @@ mod tests {
     fn skydns_v1_readme_command_lines_parse() {
         let c = cli(&["-nameserver", "8.8.8.8:53", "-domain", "skydns.local"]).expect("parses");
         assert_eq!(c.nameservers, vec!["8.8.8.8:53".parse().expect("addr")]);
-        let c = cli(&["-http", "127.0.0.1:8080", "-dns=127.0.0.1:53", "-no-round-robin", "-rtimeout", "5s"]).expect("parses");
+        let c = cli(&[
+            "-http",
+            "127.0.0.1:8080",
+            "-dns=127.0.0.1:53",
+            "-no-round-robin",
+            "-rtimeout",
+            "5s",
+        ])
+        .expect("parses");
         assert!(!c.round_robin);
         assert_eq!(c.read_timeout, Duration::from_secs(5));
         let c = cli(&["--tls-key=k.pem", "--tls-pem=c.pem", "-metricsToStdErr"]).expect("parses");
@@ -293,8 +398,11 @@ mod tests {
     #[test]
     fn nameservers_parse_lists_ports_and_v6() {
         let got = parse_nameservers("8.8.8.8,[::1]:5353, 127.0.0.1:54").expect("parses");
-        let want: Vec<SocketAddr> =
-            vec!["8.8.8.8:53".parse().expect("a"), "[::1]:5353".parse().expect("b"), "127.0.0.1:54".parse().expect("c")];
+        let want: Vec<SocketAddr> = vec![
+            "8.8.8.8:53".parse().expect("a"),
+            "[::1]:5353".parse().expect("b"),
+            "127.0.0.1:54".parse().expect("c"),
+        ];
         assert_eq!(got, want);
         assert!(parse_nameservers("not-an-ip").is_err());
     }

@@ -43,7 +43,12 @@ pub enum Error {
 
 impl Error {
     /// A bind error with advice for the usual causes.
-    pub(crate) fn bind(what: &'static str, addr: SocketAddr, source: std::io::Error, flag: &str) -> Self {
+    pub(crate) fn bind(
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+        flag: &str,
+    ) -> Self {
         let hint = match source.kind() {
             std::io::ErrorKind::PermissionDenied => format!(
                 "port {} needs root or CAP_NET_BIND_SERVICE: run with privileges or pick a high port, e.g. -{flag} {}:{}",
@@ -55,10 +60,18 @@ impl Error {
                 "another program already listens there (for port 53 often systemd-resolved or dnsmasq): stop it or choose another address with -{flag}"
             ),
             std::io::ErrorKind::AddrNotAvailable => {
-                format!("{} is not an address of this host: choose one with -{flag}", addr.ip())
+                format!(
+                    "{} is not an address of this host: choose one with -{flag}",
+                    addr.ip()
+                )
             }
             _ => format!("check the -{flag} address"),
         };
-        Self::Bind { what, addr, source, hint }
+        Self::Bind {
+            what,
+            addr,
+            source,
+            hint,
+        }
     }
 }

@@ -14,7 +14,9 @@ fn real_main() -> anyhow::Result<()> {
     let cli = skydns::Cli::parse_args();
     init_logging(&cli.log_level, &cli.log_format)?;
     for flag in cli.ignored_flags() {
-        tracing::warn!("{flag} is accepted for SkyDNS v1 compatibility and ignored: metrics are served at /metrics");
+        tracing::warn!(
+            "{flag} is accepted for SkyDNS v1 compatibility and ignored: metrics are served at /metrics"
+        );
     }
     let config = skydns::Config::try_from(cli)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -29,7 +31,9 @@ fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
     // hickory logs every query at info; keep it at warn unless asked.
     let filter = EnvFilter::try_new(format!("hickory_server=warn,hickory_net=warn,{level}"))
         .with_context(|| format!("-log-level {level:?} is not a valid filter"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         "json" => builder.json().init(),
         "text" => builder.init(),

@@ -3,6 +3,7 @@
 //! One [`Metrics`] value is built in `run()` and shared (behind an `Arc`) by
 //! the DNS handler, the registry and the API; nothing is global.
 
+use crate::dns::forward::ForwardMetrics;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -45,6 +46,8 @@ pub struct Metrics {
     pub callback_failures: Counter,
     /// API requests, by route, method and status.
     pub api_requests: Family<ApiLabels, Counter>,
+    /// Forwarding: upstream attempts, cache, latency.
+    pub forward: ForwardMetrics,
 }
 
 impl Default for Metrics {
@@ -59,14 +62,26 @@ impl Metrics {
         let mut registry = Registry::with_prefix("skydns");
         let dns_queries = Family::<QueryLabels, Counter>::default();
         registry.register("dns_queries", "DNS queries answered", dns_queries.clone());
-        let dns_latency = Histogram::new(
-            [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0],
+        let dns_latency = Histogram::new([
+            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
+        ]);
+        registry.register(
+            "dns_latency_seconds",
+            "Time to answer a DNS query",
+            dns_latency.clone(),
         );
-        registry.register("dns_latency_seconds", "Time to answer a DNS query", dns_latency.clone());
         let services = Gauge::default();
-        registry.register("registry_services", "Services currently registered", services.clone());
+        registry.register(
+            "registry_services",
+            "Services currently registered",
+            services.clone(),
+        );
         let expired = Counter::default();
-        registry.register("registry_expired", "Services removed by TTL expiry", expired.clone());
+        registry.register(
+            "registry_expired",
+            "Services removed by TTL expiry",
+            expired.clone(),
+        );
         let callback_failures = Counter::default();
         registry.register(
             "callback_failures",
@@ -75,7 +90,42 @@ impl Metrics {
         );
         let api_requests = Family::<ApiLabels, Counter>::default();
         registry.register("api_requests", "HTTP API requests", api_requests.clone());
-        Self { registry, dns_queries, dns_latency, services, expired, callback_failures, api_requests }
+        let forward = ForwardMetrics::new();
+        registry.register(
+            "forward_attempts",
+            "Upstream attempts by upstream and outcome",
+            forward.attempts.clone(),
+        );
+        registry.register(
+            "forward_cache_hits",
+            "Forwarded queries answered from the cache",
+            forward.cache_hits.clone(),
+        );
+        registry.register(
+            "forward_cache_misses",
+            "Forwarded queries that missed the cache",
+            forward.cache_misses.clone(),
+        );
+        registry.register(
+            "forward_cache_entries",
+            "Answers held in the forwarding cache",
+            forward.cache_size.clone(),
+        );
+        registry.register(
+            "forward_upstream_latency_seconds",
+            "Upstream round-trip time",
+            forward.latency.clone(),
+        );
+        Self {
+            registry,
+            dns_queries,
+            dns_latency,
+            services,
+            expired,
+            callback_failures,
+            api_requests,
+            forward,
+        }
     }
 
     /// The Prometheus text exposition of every metric.

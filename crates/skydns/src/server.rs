@@ -15,7 +15,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Error, api,
     config::Config,
-    dns::{DnsHandler, DnsOptions, Zone, answer::TtlPolicy},
+    dns::{
+        DnsHandler, DnsOptions, Zone,
+        answer::TtlPolicy,
+        forward::{ForwardOptions, Forwarder},
+    },
     metrics::Metrics,
     registry::{LoadReport, Registry, RegistryOptions, tasks},
     store::{MemoryStore, RedbStore, Store},
@@ -118,8 +122,12 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         None => Arc::new(MemoryStore),
     };
     let metrics = Arc::new(Metrics::new());
-    let options = RegistryOptions { domain: config.domain.clone(), no_expire_ttl: config.no_expire_ttl };
-    let (registry, report) = Registry::open(Arc::clone(&store), options, Arc::clone(&metrics)).await?;
+    let options = RegistryOptions {
+        domain: config.domain.clone(),
+        no_expire_ttl: config.no_expire_ttl,
+    };
+    let (registry, report) =
+        Registry::open(Arc::clone(&store), options, Arc::clone(&metrics)).await?;
     log_restore(&*store, &report);
 
     let zone = Zone::new(&config.domain, dns_addr.ip())
@@ -127,9 +135,29 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let dns_options = DnsOptions {
         zone,
         round_robin: config.round_robin,
-        ttl: TtlPolicy { no_expire_ttl: config.no_expire_ttl, max_ttl: config.max_answer_ttl },
+        ttl: TtlPolicy {
+            no_expire_ttl: config.no_expire_ttl,
+            max_ttl: config.max_answer_ttl,
+        },
+        allow_recursion: config.allow_recursion.clone(),
     };
-    let handler = DnsHandler::new(registry.clone(), dns_options, Arc::clone(&metrics));
+    let forwarder = (!config.nameservers.is_empty()).then(|| {
+        Arc::new(Forwarder::new(
+            ForwardOptions {
+                upstreams: config.nameservers.clone(),
+                timeout: config.forward_timeout,
+                cache_size: config.cache_size,
+                cache_max_ttl: config.cache_max_ttl,
+            },
+            metrics.forward.clone(),
+        ))
+    });
+    let handler = DnsHandler::new(
+        registry.clone(),
+        dns_options,
+        Arc::clone(&metrics),
+        forwarder,
+    );
 
     let token = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -140,10 +168,16 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let dns_token = token.child_token();
     tasks.spawn(async move {
         dns_token.cancelled().await;
-        dns.shutdown_gracefully().await.map_err(|e| Error::Dns(e.to_string()))
+        dns.shutdown_gracefully()
+            .await
+            .map_err(|e| Error::Dns(e.to_string()))
     });
 
-    let app = api::router(registry.clone(), Arc::clone(&metrics), config.secret.clone());
+    let app = api::router(
+        registry.clone(),
+        Arc::clone(&metrics),
+        config.secret.clone(),
+    );
     tasks.spawn(api::serve(http, app, tls, token.child_token()));
 
     let (r, t) = (registry.clone(), token.child_token());
@@ -167,9 +201,16 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         http = %http_addr,
         domain = %config.domain,
         store = %store.describe(),
+        upstreams = ?config.nameservers,
         "listening dns={dns_addr} http={http_addr}"
     );
-    Ok(Server { dns_addr, http_addr, registry, token, tasks })
+    Ok(Server {
+        dns_addr,
+        http_addr,
+        registry,
+        token,
+        tasks,
+    })
 }
 
 fn log_restore(store: &dyn Store, report: &LoadReport) {
@@ -192,7 +233,9 @@ async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, tokio::net::TcpListene
     let tries = if addr.port() == 0 { PORT_TRIES } else { 1 };
     let mut last = None;
     for _ in 0..tries {
-        let udp = UdpSocket::bind(addr).await.map_err(|e| Error::bind("DNS (udp)", addr, e, "dns"))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| Error::bind("DNS (udp)", addr, e, "dns"))?;
         let bound = udp.local_addr()?;
         match tokio::net::TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -207,7 +250,10 @@ async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, tokio::net::TcpListene
 ///
 /// # Errors
 /// As [`start`] and [`Server::wait`].
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), Error> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     let server = start(config).await?;
     let token = server.shutdown_token();
     let waiter = tokio::spawn(server.wait());

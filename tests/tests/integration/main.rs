@@ -1,0 +1,5 @@
+//! Integration tests: the real binaries, over the wire. One test binary.
+
+mod api;
+mod dns;
+mod process;

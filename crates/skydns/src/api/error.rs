@@ -21,12 +21,20 @@ pub struct ApiError {
 impl ApiError {
     /// 400 naming `field`.
     pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into(), field: Some(field.to_string()) }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            field: Some(field.to_string()),
+        }
     }
 
     /// 400 about the request as a whole.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into(), field: None }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// 401.
@@ -44,19 +52,34 @@ impl From<RegistryError> for ApiError {
         let (status, field) = match &e {
             RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, None),
             RegistryError::Conflict(_) => (StatusCode::CONFLICT, None),
-            RegistryError::Invalid { field, .. } => (StatusCode::BAD_REQUEST, Some((*field).to_string())),
+            RegistryError::Invalid { field, .. } => {
+                (StatusCode::BAD_REQUEST, Some((*field).to_string()))
+            }
             RegistryError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
         };
         let message = match &e {
-            RegistryError::Store(inner) => format!("storage unavailable, nothing was changed: {inner}"),
+            RegistryError::Store(inner) => {
+                format!("storage unavailable, nothing was changed: {inner}")
+            }
             other => other.to_string(),
         };
-        Self { status, message, field }
+        Self {
+            status,
+            message,
+            field,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Body { error: self.message, field: self.field })).into_response()
+        (
+            self.status,
+            Json(Body {
+                error: self.message,
+                field: self.field,
+            }),
+        )
+            .into_response()
     }
 }

@@ -82,7 +82,12 @@ pub(super) async fn list_services(
         ApiError::bad_field("query", "query has more labels than a service name (uuid.host.region.version.service.environment)")
     })?;
     let now = now_ms();
-    let mut services: Vec<Service> = state.registry.lookup(&pattern).iter().map(|e| e.view(now)).collect();
+    let mut services: Vec<Service> = state
+        .registry
+        .lookup(&pattern)
+        .iter()
+        .map(|e| e.view(now))
+        .collect();
     services.sort_by(|a, b| a.uuid.cmp(&b.uuid));
     Ok(Json(services))
 }
@@ -111,7 +116,10 @@ pub(super) async fn environments(State(state): State<AppState>) -> Json<BTreeMap
 /// `GET /metrics`: Prometheus text.
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }

@@ -53,7 +53,11 @@ pub struct TlsFiles {
 /// The API router over `registry`. With a `secret`, every `/skydns/` route
 /// requires `Authorization: <secret>` (or `Bearer <secret>`).
 pub fn router(registry: Registry, metrics: Arc<Metrics>, secret: Option<String>) -> Router {
-    let state = AppState { registry, metrics, secret: secret.map(Arc::from) };
+    let state = AppState {
+        registry,
+        metrics,
+        secret: secret.map(Arc::from),
+    };
     let skydns = Router::new()
         .route(
             "/skydns/services/{uuid}",
@@ -67,19 +71,29 @@ pub fn router(registry: Registry, metrics: Arc<Metrics>, secret: Option<String>)
         .route("/skydns/callbacks/{uuid}", put(handlers::add_callback))
         .route("/skydns/regions/", get(handlers::regions))
         .route("/skydns/environments/", get(handlers::environments))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_secret));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_secret,
+        ));
     Router::new()
         .merge(skydns)
         .route("/metrics", get(handlers::metrics))
         .route("/health", get(handlers::health))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
 async fn require_secret(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(secret) = &state.secret {
-        let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         let given = given.strip_prefix(b"Bearer ").unwrap_or(given);
         if !bool::from(given.ct_eq(secret.as_bytes())) {
             return ApiError::unauthorized().into_response();
@@ -95,7 +109,11 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = req.method().to_string();
     let resp = next.run(req).await;
-    let labels = ApiLabels { route, method, status: resp.status().as_u16() };
+    let labels = ApiLabels {
+        route,
+        method,
+        status: resp.status().as_u16(),
+    };
     state.metrics.api_requests.get_or_create(&labels).inc();
     resp
 }
@@ -105,13 +123,15 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
 /// # Errors
 /// [`Error::Tls`] naming both files when either cannot be read or parsed.
 pub async fn load_tls(files: &TlsFiles) -> Result<RustlsConfig, Error> {
-    RustlsConfig::from_pem_file(&files.cert, &files.key).await.map_err(|e| {
-        Error::Tls(format!(
-            "cannot load -tls-pem {} / -tls-key {}: {e}",
-            files.cert.display(),
-            files.key.display()
-        ))
-    })
+    RustlsConfig::from_pem_file(&files.cert, &files.key)
+        .await
+        .map_err(|e| {
+            Error::Tls(format!(
+                "cannot load -tls-pem {} / -tls-key {}: {e}",
+                files.cert.display(),
+                files.key.display()
+            ))
+        })
 }
 
 /// Serves `app` on `listener` (over TLS when `tls` is given) until `token` is
@@ -129,7 +149,9 @@ pub async fn serve(
     match tls {
         None => {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await?;
         }
         Some(config) => {
             let handle = axum_server::Handle::new();

@@ -31,12 +31,22 @@ impl TtlPolicy {
     /// The TTL to answer for `entry` at `now_ms`.
     pub fn ttl(&self, entry: &Entry, now_ms: u64) -> u32 {
         let ttl = entry.remaining_secs(now_ms).unwrap_or(self.no_expire_ttl);
-        if self.max_ttl > 0 { ttl.min(self.max_ttl) } else { ttl }
+        if self.max_ttl > 0 {
+            ttl.min(self.max_ttl)
+        } else {
+            ttl
+        }
     }
 }
 
 /// A/AAAA records (`v6` picks the family) for the entries whose Host is an IP.
-pub fn address_records(owner: &Name, entries: &[Arc<Entry>], v6: bool, ttl: TtlPolicy, now_ms: u64) -> Vec<Record> {
+pub fn address_records(
+    owner: &Name,
+    entries: &[Arc<Entry>],
+    v6: bool,
+    ttl: TtlPolicy,
+    now_ms: u64,
+) -> Vec<Record> {
     entries
         .iter()
         .filter_map(|e| {
@@ -74,7 +84,9 @@ pub fn srv_records(
             let t = ttl.ttl(e, now_ms);
             let target = match e.ip {
                 Some(ip) => {
-                    let Some(name) = uuid_name(e, origin) else { continue };
+                    let Some(name) = uuid_name(e, origin) else {
+                        continue;
+                    };
                     let rdata = match ip {
                         IpAddr::V4(v4) => RData::A(A(v4)),
                         IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
@@ -82,10 +94,12 @@ pub fn srv_records(
                     glue.push(Record::from_rdata(name.clone(), t, rdata));
                     name
                 }
-                None => match Name::from_ascii(format!("{}.", e.service.host.trim_end_matches('.'))) {
-                    Ok(name) => name,
-                    Err(_) => continue,
-                },
+                None => {
+                    match Name::from_ascii(format!("{}.", e.service.host.trim_end_matches('.'))) {
+                        Ok(name) => name,
+                        Err(_) => continue,
+                    }
+                }
             };
             let srv = SRV::new(priority, weight, e.service.port, target);
             answers.push(Record::from_rdata(owner.clone(), t, RData::SRV(srv)));
@@ -96,7 +110,13 @@ pub fn srv_records(
 
 /// PTR records for a reverse name, pointing at each service's full name
 /// (or `<uuid>.<domain>.` when a label of it is empty).
-pub fn ptr_records(owner: &Name, origin: &Name, entries: &[Arc<Entry>], ttl: TtlPolicy, now_ms: u64) -> Vec<Record> {
+pub fn ptr_records(
+    owner: &Name,
+    origin: &Name,
+    entries: &[Arc<Entry>],
+    ttl: TtlPolicy,
+    now_ms: u64,
+) -> Vec<Record> {
     entries
         .iter()
         .filter_map(|e| {
@@ -106,7 +126,11 @@ pub fn ptr_records(owner: &Name, origin: &Name, entries: &[Arc<Entry>], ttl: Ttl
                 None
             };
             let target = full.or_else(|| uuid_name(e, origin))?;
-            Some(Record::from_rdata(owner.clone(), ttl.ttl(e, now_ms), RData::PTR(PTR(target))))
+            Some(Record::from_rdata(
+                owner.clone(),
+                ttl.ttl(e, now_ms),
+                RData::PTR(PTR(target)),
+            ))
         })
         .collect()
 }
@@ -131,7 +155,10 @@ mod tests {
         Arc::new(Entry::new_for_test(s, 1_000_000 + 30_000))
     }
 
-    const TTL: TtlPolicy = TtlPolicy { no_expire_ttl: 3600, max_ttl: 0 };
+    const TTL: TtlPolicy = TtlPolicy {
+        no_expire_ttl: 3600,
+        max_ttl: 0,
+    };
 
     fn n(s: &str) -> Name {
         Name::from_ascii(s).expect("valid name")
@@ -139,39 +166,57 @@ mod tests {
 
     #[test]
     fn srv_priorities_and_weights_follow_regions() {
-        let p = [entry("a", "10.0.0.1", "east"), entry("b", "web2.site.com", "east")];
-        let f = [entry("c", "10.0.0.3", "west"), entry("d", "10.0.0.4", "west"), entry("e", "::1", "west")];
+        let p = [
+            entry("a", "10.0.0.1", "east"),
+            entry("b", "web2.site.com", "east"),
+        ];
+        let f = [
+            entry("c", "10.0.0.3", "west"),
+            entry("d", "10.0.0.4", "west"),
+            entry("e", "::1", "west"),
+        ];
         let (srv, glue) = srv_records(&n("east.*.web.prod.d."), &n("d."), &p, &f, TTL, 1_000_000);
         let got: Vec<(u16, u16)> = srv
             .iter()
-            .filter_map(|r| match r.data() {
-                RData::SRV(s) => Some((s.priority(), s.weight())),
+            .filter_map(|r| match &r.data {
+                RData::SRV(s) => Some((s.priority, s.weight)),
                 _ => None,
             })
             .collect();
         assert_eq!(got, [(10, 50), (10, 50), (20, 33), (20, 33), (20, 33)]);
         assert_eq!(glue.len(), 4, "one glue record per IP host");
-        assert_eq!(glue[0].name(), &n("a.d."));
-        assert!(matches!(srv[1].data(), RData::SRV(s) if s.target() == &n("web2.site.com.")));
+        assert_eq!(glue[0].name, n("a.d."));
+        assert!(matches!(&srv[1].data, RData::SRV(s) if s.target == n("web2.site.com.")));
     }
 
     #[test]
     fn ttl_counts_down_and_is_capped() {
         let e = entry("a", "10.0.0.1", "");
-        let recs = address_records(&n("web.prod.d."), &[Arc::clone(&e)], false, TTL, 1_000_000 + 10_500);
-        assert_eq!(recs[0].ttl(), 20, "19.5 s left rounds up");
+        let recs = address_records(
+            &n("web.prod.d."),
+            &[Arc::clone(&e)],
+            false,
+            TTL,
+            1_000_000 + 10_500,
+        );
+        assert_eq!(recs[0].ttl, 20, "19.5 s left rounds up");
         let capped = TtlPolicy { max_ttl: 5, ..TTL };
         assert_eq!(capped.ttl(&e, 1_000_000), 5);
-        assert!(address_records(&n("x."), &[e], true, TTL, 0).is_empty(), "no AAAA for a v4 host");
+        assert!(
+            address_records(&n("x."), &[e], true, TTL, 0).is_empty(),
+            "no AAAA for a v4 host"
+        );
     }
 
     #[test]
     fn ptr_points_at_the_full_name() {
         let e = entry("a", "10.0.0.1", "east");
         let recs = ptr_records(&n("1.0.0.10.in-addr.arpa."), &n("d."), &[e], TTL, 1_000_000);
-        assert!(matches!(recs[0].data(), RData::PTR(p) if p.0 == n("a.10-0-0-1.east.1-0.web.prod.d.")));
+        assert!(
+            matches!(&recs[0].data, RData::PTR(p) if p.0 == n("a.10-0-0-1.east.1-0.web.prod.d."))
+        );
         let no_region = entry("b", "10.0.0.2", "");
         let recs = ptr_records(&n("x."), &n("d."), &[no_region], TTL, 1_000_000);
-        assert!(matches!(recs[0].data(), RData::PTR(p) if p.0 == n("b.d.")));
+        assert!(matches!(&recs[0].data, RData::PTR(p) if p.0 == n("b.d.")));
     }
 }

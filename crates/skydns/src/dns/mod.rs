@@ -3,9 +3,11 @@
 //! [`DnsHandler::handle_request`] checks protocol hygiene (opcode, question
 //! count, EDNS version, zone transfers), then answers names under the domain
 //! from the registry ([`answer`]), reverse names of registered IPs with PTR,
-//! and refuses everything else (forwarding lands with the forwarding work).
+//! and forwards everything else upstream ([`forward`]) for clients allowed to
+//! recurse; others get REFUSED, so skydns is never an open resolver.
 
 pub mod answer;
+pub mod forward;
 pub mod zone;
 
 use std::{iter, net::IpAddr, sync::Arc, time::Instant};
@@ -15,10 +17,11 @@ use hickory_proto::{
     rr::{DNSClass, Name, Record, RecordType},
 };
 use hickory_server::{
-    net::runtime::Time,
+    net::{runtime::Time, xfer::Protocol},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
+use ipnet::IpNet;
 use rand::seq::SliceRandom;
 
 use crate::{
@@ -26,6 +29,7 @@ use crate::{
     registry::{Entry, Pattern, Registry, name::pos, now_ms},
 };
 use answer::TtlPolicy;
+use forward::{Forwarder, Outcome};
 pub use zone::Zone;
 
 /// Largest UDP payload we advertise and send (RFC 9715's safe 1232 bytes).
@@ -40,6 +44,8 @@ pub struct DnsOptions {
     pub round_robin: bool,
     /// Answer TTLs.
     pub ttl: TtlPolicy,
+    /// Clients allowed to have outside names forwarded (`-allow-recursion`).
+    pub allow_recursion: Vec<IpNet>,
 }
 
 /// Answers DNS queries from the registry.
@@ -48,6 +54,16 @@ pub struct DnsHandler {
     registry: Registry,
     options: Arc<DnsOptions>,
     metrics: Arc<Metrics>,
+    forwarder: Option<Arc<Forwarder>>,
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+enum Decision {
+    /// Answer with this.
+    Reply(Reply),
+    /// Not ours: forward upstream (if allowed).
+    Forward,
 }
 
 /// A response before encoding.
@@ -62,58 +78,115 @@ struct Reply {
 
 impl Reply {
     fn error(rcode: ResponseCode) -> Self {
-        Self { rcode, ..Self::default() }
+        Self {
+            rcode,
+            ..Self::default()
+        }
     }
 }
 
 impl DnsHandler {
-    /// A handler answering from `registry`.
-    pub fn new(registry: Registry, options: DnsOptions, metrics: Arc<Metrics>) -> Self {
-        Self { registry, options: Arc::new(options), metrics }
+    /// A handler answering from `registry`, forwarding other names through
+    /// `forwarder` when there is one.
+    pub fn new(
+        registry: Registry,
+        options: DnsOptions,
+        metrics: Arc<Metrics>,
+        forwarder: Option<Arc<Forwarder>>,
+    ) -> Self {
+        Self {
+            registry,
+            options: Arc::new(options),
+            metrics,
+            forwarder,
+        }
     }
 
-    /// Decides the reply to one request (no I/O).
-    fn reply(&self, request: &Request) -> Reply {
+    /// Decides what to do with one request (no I/O).
+    fn decide(&self, request: &Request) -> Decision {
         if request.metadata.op_code != OpCode::Query {
-            return Reply::error(ResponseCode::NotImp);
+            return Decision::Reply(Reply::error(ResponseCode::NotImp));
         }
         let queries = request.queries.queries();
         let [query] = queries else {
-            return Reply::error(ResponseCode::FormErr);
+            return Decision::Reply(Reply::error(ResponseCode::FormErr));
         };
         if query.query_class() != DNSClass::IN {
-            return Reply::error(ResponseCode::Refused);
+            return Decision::Reply(Reply::error(ResponseCode::Refused));
         }
         let qtype = query.query_type();
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-            return Reply::error(ResponseCode::Refused);
+            return Decision::Reply(Reply::error(ResponseCode::Refused));
         }
         let owner = query.original().name();
         let qname = Name::from(query.name());
         let zone = &self.options.zone;
         if zone.origin.zone_of(&qname) {
-            return self.authoritative(owner, &qname, qtype);
+            return Decision::Reply(self.authoritative(owner, &qname, qtype));
         }
         if let Some(reply) = self.reverse(owner, &qname, qtype) {
-            return reply;
+            return Decision::Reply(reply);
         }
-        Reply::error(ResponseCode::Refused)
+        Decision::Forward
+    }
+
+    /// Forwards a name outside the domain, for clients allowed to recurse.
+    async fn forward(&self, request: &Request) -> Reply {
+        let Some(forwarder) = &self.forwarder else {
+            return Reply::error(ResponseCode::Refused);
+        };
+        let client = request.src().ip().to_canonical();
+        if !self
+            .options
+            .allow_recursion
+            .iter()
+            .any(|net| net.contains(&client))
+        {
+            return Reply::error(ResponseCode::Refused);
+        }
+        let Some(query) = request.queries.queries().first() else {
+            return Reply::error(ResponseCode::FormErr);
+        };
+        let tcp = request.protocol() == Protocol::Tcp;
+        match forwarder
+            .resolve(query.original(), request.edns.as_ref(), tcp)
+            .await
+        {
+            Outcome::Answer(msg) => Reply {
+                rcode: msg.metadata.response_code,
+                authoritative: false,
+                answers: msg.answers.clone(),
+                authority: msg.authorities.clone(),
+                additionals: msg.additionals.clone(),
+            },
+            Outcome::Failed => Reply::error(ResponseCode::ServFail),
+        }
     }
 
     /// Answers a name under the domain.
     fn authoritative(&self, owner: &Name, qname: &Name, qtype: RecordType) -> Reply {
         let zone = &self.options.zone;
         let now = now_ms();
-        let relative: Vec<&[u8]> = qname.iter().take(usize::from(qname.num_labels()).saturating_sub(zone.labels)).collect();
-        let mut reply = Reply { authoritative: true, ..Reply::default() };
+        let relative: Vec<&[u8]> = qname
+            .iter()
+            .take(usize::from(qname.num_labels()).saturating_sub(zone.labels))
+            .collect();
+        let mut reply = Reply {
+            authoritative: true,
+            ..Reply::default()
+        };
 
         if relative.is_empty() {
             match qtype {
                 RecordType::SOA => reply.answers.push(zone.soa(self.registry.serial())),
                 RecordType::NS => {
                     reply.answers.push(zone.ns());
-                    reply.additionals.extend(zone.ns_address(&zone.ns_name, false));
-                    reply.additionals.extend(zone.ns_address(&zone.ns_name, true));
+                    reply
+                        .additionals
+                        .extend(zone.ns_address(&zone.ns_name, false));
+                    reply
+                        .additionals
+                        .extend(zone.ns_address(&zone.ns_name, true));
                 }
                 RecordType::ANY => {
                     reply.answers.push(zone.soa(self.registry.serial()));
@@ -124,8 +197,14 @@ impl DnsHandler {
             return self.finish_nodata(reply);
         }
 
-        let labels: Option<Vec<&str>> = relative.iter().map(|l| std::str::from_utf8(l).ok()).collect();
-        let Some(pattern) = labels.as_deref().and_then(|l| Pattern::from_labels(l.iter().copied())) else {
+        let labels: Option<Vec<&str>> = relative
+            .iter()
+            .map(|l| std::str::from_utf8(l).ok())
+            .collect();
+        let Some(pattern) = labels
+            .as_deref()
+            .and_then(|l| Pattern::from_labels(l.iter().copied()))
+        else {
             return self.nxdomain(reply);
         };
 
@@ -138,9 +217,10 @@ impl DnsHandler {
         }
         if primary.is_empty() && fallback.is_empty() {
             if pattern.depth() == 1 && owner_is(qname, &zone.ns_name) {
-                reply.answers.extend(zone.ns_address(owner, qtype == RecordType::AAAA).filter(|_| {
-                    matches!(qtype, RecordType::A | RecordType::AAAA)
-                }));
+                reply.answers.extend(
+                    zone.ns_address(owner, qtype == RecordType::AAAA)
+                        .filter(|_| matches!(qtype, RecordType::A | RecordType::AAAA)),
+                );
                 return self.finish_nodata(reply);
             }
             return self.nxdomain(reply);
@@ -155,17 +235,26 @@ impl DnsHandler {
         let ttl = self.options.ttl;
         // Address answers come from the region asked for; when it has none,
         // from the fail-over regions, so a client still reaches the service.
-        let addr_source = if primary.iter().any(|e| e.ip.is_some()) { &primary } else { &fallback };
+        let addr_source = if primary.iter().any(|e| e.ip.is_some()) {
+            &primary
+        } else {
+            &fallback
+        };
         let want_a = matches!(qtype, RecordType::A | RecordType::ANY);
         let want_aaaa = matches!(qtype, RecordType::AAAA | RecordType::ANY);
         if want_a {
-            reply.answers.extend(answer::address_records(owner, addr_source, false, ttl, now));
+            reply
+                .answers
+                .extend(answer::address_records(owner, addr_source, false, ttl, now));
         }
         if want_aaaa {
-            reply.answers.extend(answer::address_records(owner, addr_source, true, ttl, now));
+            reply
+                .answers
+                .extend(answer::address_records(owner, addr_source, true, ttl, now));
         }
         if matches!(qtype, RecordType::SRV | RecordType::ANY) {
-            let (srv, glue) = answer::srv_records(owner, &zone.origin, &primary, &fallback, ttl, now);
+            let (srv, glue) =
+                answer::srv_records(owner, &zone.origin, &primary, &fallback, ttl, now);
             reply.answers.extend(srv);
             reply.additionals.extend(glue);
         }
@@ -203,10 +292,18 @@ impl DnsHandler {
         if entries.is_empty() {
             return None;
         }
-        let mut reply = Reply { authoritative: true, ..Reply::default() };
+        let mut reply = Reply {
+            authoritative: true,
+            ..Reply::default()
+        };
         if matches!(qtype, RecordType::PTR | RecordType::ANY) {
-            reply.answers =
-                answer::ptr_records(owner, &self.options.zone.origin, &entries, self.options.ttl, now_ms());
+            reply.answers = answer::ptr_records(
+                owner,
+                &self.options.zone.origin,
+                &entries,
+                self.options.ttl,
+                now_ms(),
+            );
         }
         Some(reply)
     }
@@ -226,9 +323,21 @@ impl DnsHandler {
     }
 
     fn record_metrics(&self, request: &Request, rcode: ResponseCode, start: Instant) {
-        let qtype = request.queries.queries().first().map_or_else(|| "none".to_string(), |q| q.query_type().to_string());
-        self.metrics.dns_queries.get_or_create(&QueryLabels { qtype, rcode: rcode.to_string() }).inc();
-        self.metrics.dns_latency.observe(start.elapsed().as_secs_f64());
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map_or_else(|| "none".to_string(), |q| q.query_type().to_string());
+        self.metrics
+            .dns_queries
+            .get_or_create(&QueryLabels {
+                qtype,
+                rcode: rcode.to_string(),
+            })
+            .inc();
+        self.metrics
+            .dns_latency
+            .observe(start.elapsed().as_secs_f64());
     }
 }
 
@@ -248,13 +357,20 @@ fn response_edns(request: &Request) -> Option<Edns> {
 
 #[async_trait::async_trait]
 impl RequestHandler for DnsHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response_handle: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
         let start = Instant::now();
         let edns = response_edns(request);
         let reply = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Reply::error(ResponseCode::BADVERS)
         } else {
-            self.reply(request)
+            match self.decide(request) {
+                Decision::Reply(reply) => reply,
+                Decision::Forward => self.forward(request).await,
+            }
         };
 
         let mut builder = MessageResponseBuilder::from_message_request(request);
@@ -264,6 +380,7 @@ impl RequestHandler for DnsHandler {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.message_type = MessageType::Response;
         metadata.authoritative = reply.authoritative;
+        metadata.recursion_available = self.forwarder.is_some();
         metadata.response_code = reply.rcode;
         let response = builder.build(
             metadata,
@@ -279,7 +396,10 @@ impl RequestHandler for DnsHandler {
                 tracing::debug!(error = %e, "cannot send DNS response");
                 let mut metadata = Metadata::response_from_request(&request.metadata);
                 metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
             }
         }
     }

@@ -39,7 +39,13 @@ impl Zone {
         let ns_name = origin.prepend_label("ns1")?;
         let hostmaster = origin.prepend_label("hostmaster")?;
         let ns_addr = (!dns_ip.is_unspecified()).then_some(dns_ip);
-        Ok(Self { labels: usize::from(origin.num_labels()), origin, ns_name, hostmaster, ns_addr })
+        Ok(Self {
+            labels: usize::from(origin.num_labels()),
+            origin,
+            ns_name,
+            hostmaster,
+            ns_addr,
+        })
     }
 
     /// The SOA record with `serial`.
@@ -61,14 +67,24 @@ impl Zone {
 
     /// The apex NS record.
     pub fn ns(&self) -> Record {
-        Record::from_rdata(self.origin.clone(), NS_TTL, RData::NS(NS(self.ns_name.clone())))
+        Record::from_rdata(
+            self.origin.clone(),
+            NS_TTL,
+            RData::NS(NS(self.ns_name.clone())),
+        )
     }
 
     /// The name server's address record for `owner`, if it has one of `v6`'s family.
     pub fn ns_address(&self, owner: &Name, v6: bool) -> Option<Record> {
         match (self.ns_addr?, v6) {
-            (IpAddr::V4(ip), false) => Some(Record::from_rdata(owner.clone(), NS_TTL, RData::A(A(ip)))),
-            (IpAddr::V6(ip), true) => Some(Record::from_rdata(owner.clone(), NS_TTL, RData::AAAA(AAAA(ip)))),
+            (IpAddr::V4(ip), false) => {
+                Some(Record::from_rdata(owner.clone(), NS_TTL, RData::A(A(ip))))
+            }
+            (IpAddr::V6(ip), true) => Some(Record::from_rdata(
+                owner.clone(),
+                NS_TTL,
+                RData::AAAA(AAAA(ip)),
+            )),
             _ => None,
         }
     }

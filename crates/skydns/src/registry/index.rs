@@ -32,7 +32,10 @@ pub(crate) struct Index {
 impl Index {
     pub(crate) fn insert(&self, id: &Arc<str>, labels: &ServiceLabels, ip: Option<IpAddr>) {
         for depth in 1..=DEPTH {
-            self.by_suffix.entry(labels.suffix(depth).into()).or_default().insert(Arc::clone(id));
+            self.by_suffix
+                .entry(labels.suffix(depth).into())
+                .or_default()
+                .insert(Arc::clone(id));
         }
         for (pos, label) in labels.0.iter().enumerate() {
             self.by_label
@@ -54,10 +57,11 @@ impl Index {
             });
         }
         for (pos, label) in labels.0.iter().enumerate() {
-            self.by_label.remove_if_mut(&(pos_u8(pos), label.clone()), |_, ids| {
-                ids.remove(id);
-                ids.is_empty()
-            });
+            self.by_label
+                .remove_if_mut(&(pos_u8(pos), label.clone()), |_, ids| {
+                    ids.remove(id);
+                    ids.is_empty()
+                });
         }
         if let Some(ip) = ip {
             self.by_ip.remove_if_mut(&ip, |_, ids| {
@@ -77,12 +81,17 @@ impl Index {
         let mut best: Option<Vec<Arc<str>>> =
             (concrete > 0).then(|| self.suffix_ids(&pattern.suffix(concrete)));
         for pos in concrete..pattern.depth() {
-            let Some(label) = pattern.at(pos) else { continue };
+            let Some(label) = pattern.at(pos) else {
+                continue;
+            };
             let key = (pos_u8(pos), Box::<str>::from(label));
             let size = self.by_label.get(&key).map_or(0, |ids| ids.len());
             if best.as_ref().is_none_or(|b| size < b.len()) {
                 best = Some(
-                    self.by_label.get(&key).map(|ids| ids.iter().cloned().collect()).unwrap_or_default(),
+                    self.by_label
+                        .get(&key)
+                        .map(|ids| ids.iter().cloned().collect())
+                        .unwrap_or_default(),
                 );
             }
         }
@@ -105,11 +114,17 @@ impl Index {
 
     /// Ids of services whose Host is `ip`.
     pub(crate) fn with_ip(&self, ip: IpAddr) -> Vec<Arc<str>> {
-        self.by_ip.get(&ip).map(|ids| ids.iter().cloned().collect()).unwrap_or_default()
+        self.by_ip
+            .get(&ip)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn suffix_ids(&self, suffix: &str) -> Vec<Arc<str>> {
-        self.by_suffix.get(suffix).map(|ids| ids.iter().cloned().collect()).unwrap_or_default()
+        self.by_suffix
+            .get(suffix)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -130,14 +145,23 @@ mod tests {
         let idx = Index::default();
         for i in 0..50 {
             let id: Arc<str> = format!("u{i}").into();
-            idx.insert(&id, &svc(&id, if i == 7 { "east" } else { "west" }, "web"), None);
+            idx.insert(
+                &id,
+                &svc(&id, if i == 7 { "east" } else { "west" }, "web"),
+                None,
+            );
         }
         let p = Pattern::parse("east.*.web.prod").expect("parses");
         let c = idx.candidates(&p).expect("has concrete labels");
         assert_eq!(c.len(), 1);
-        let exact = idx.candidates(&Pattern::parse("web.prod").expect("parses")).expect("some");
+        let exact = idx
+            .candidates(&Pattern::parse("web.prod").expect("parses"))
+            .expect("some");
         assert_eq!(exact.len(), 50);
-        assert!(idx.candidates(&Pattern::parse("*.*").expect("parses")).is_none());
+        assert!(
+            idx.candidates(&Pattern::parse("*.*").expect("parses"))
+                .is_none()
+        );
         idx.remove("u7", &svc("u7", "east", "web"), None);
         assert!(idx.candidates(&p).expect("some").is_empty());
         assert!(!idx.has_suffix("east.1.web.prod"));

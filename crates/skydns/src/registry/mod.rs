@@ -15,8 +15,8 @@ pub(crate) mod tasks;
 mod validate;
 
 use std::{
-    collections::{BTreeMap, BinaryHeap, HashMap},
     cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, HashMap},
     net::IpAddr,
     sync::{
         Arc, Mutex,
@@ -88,9 +88,22 @@ pub struct Entry {
 impl Entry {
     fn new(service: Service, expires_ms: u64, callbacks: Vec<Callback>) -> Self {
         let s = &service;
-        let labels = ServiceLabels::new(&s.uuid, s.host.trim_end_matches('.'), &s.region, &s.version, &s.name, &s.environment);
+        let labels = ServiceLabels::new(
+            &s.uuid,
+            s.host.trim_end_matches('.'),
+            &s.region,
+            &s.version,
+            &s.name,
+            &s.environment,
+        );
         let ip = service.host.parse().ok();
-        Self { labels, ip, callbacks, expires_ms: AtomicU64::new(expires_ms), service }
+        Self {
+            labels,
+            ip,
+            callbacks,
+            expires_ms: AtomicU64::new(expires_ms),
+            service,
+        }
     }
 
     /// An entry for unit tests elsewhere in the crate.
@@ -125,8 +138,10 @@ impl Entry {
             Some(left) => {
                 s.ttl = left;
                 s.expires = Some(
-                    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.expires_ms()))
-                        .to_string(),
+                    humantime::format_rfc3339_millis(
+                        UNIX_EPOCH + Duration::from_millis(self.expires_ms()),
+                    )
+                    .to_string(),
                 );
             }
             None => s.expires = None,
@@ -171,7 +186,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("services", &self.inner.entries.len()).finish()
+        f.debug_struct("Registry")
+            .field("services", &self.inner.entries.len())
+            .finish()
     }
 }
 
@@ -202,7 +219,9 @@ struct Inner {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Registry {
@@ -240,7 +259,10 @@ impl Registry {
 
     async fn restore(&self) -> Result<LoadReport, RegistryError> {
         let loaded = self.inner.store.load().await?;
-        let mut report = LoadReport { damaged: loaded.damaged, ..LoadReport::default() };
+        let mut report = LoadReport {
+            damaged: loaded.damaged,
+            ..LoadReport::default()
+        };
         let now = now_ms();
         for record in loaded.services {
             let uuid = record.service.uuid.clone();
@@ -253,7 +275,11 @@ impl Registry {
                 report.damaged.push((uuid, e.to_string()));
                 continue;
             }
-            self.apply(Entry::new(record.service, record.expires_ms, record.callbacks));
+            self.apply(Entry::new(
+                record.service,
+                record.expires_ms,
+                record.callbacks,
+            ));
             report.restored += 1;
         }
         Ok(report)
@@ -301,7 +327,9 @@ impl Registry {
     /// [`RegistryError::Invalid`] for a TTL of 0.
     pub fn heartbeat(&self, uuid: &str, ttl: u32) -> Result<(), RegistryError> {
         validate::heartbeat_ttl(ttl)?;
-        let entry = self.get_entry(uuid).ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
+        let entry = self
+            .get_entry(uuid)
+            .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
         if entry.expires_ms() == NEVER {
             return Ok(());
         }
@@ -320,7 +348,9 @@ impl Registry {
     /// [`RegistryError::Store`] if the removal could not be persisted.
     pub async fn remove(&self, uuid: &str) -> Result<Service, RegistryError> {
         let _guard = self.inner.writes.lock().await;
-        let entry = self.get_entry(uuid).ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
+        let entry = self
+            .get_entry(uuid)
+            .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
         self.inner.store.remove(uuid).await?;
         let view = entry.view(now_ms());
         self.unapply(&entry);
@@ -336,7 +366,11 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::NotFound`] when no service matches,
     /// [`RegistryError::Invalid`] for a missing Reply or Port.
-    pub async fn add_callback(&self, uuid: &str, mut callback: Callback) -> Result<usize, RegistryError> {
+    pub async fn add_callback(
+        &self,
+        uuid: &str,
+        mut callback: Callback,
+    ) -> Result<usize, RegistryError> {
         validate::callback(uuid, &callback.reply, callback.port)?;
         callback.uuid = uuid.to_string();
         let _guard = self.inner.writes.lock().await;
@@ -353,7 +387,10 @@ impl Registry {
         let matched: Vec<Arc<Entry>> = self
             .lookup(&pattern)
             .into_iter()
-            .filter(|e| host.as_deref().is_none_or(|h| e.service.host.eq_ignore_ascii_case(h)))
+            .filter(|e| {
+                host.as_deref()
+                    .is_none_or(|h| e.service.host.eq_ignore_ascii_case(h))
+            })
             .collect();
         if matched.is_empty() {
             return Err(RegistryError::NotFound(format!(
@@ -364,17 +401,26 @@ impl Registry {
         let updated: Vec<Entry> = matched
             .iter()
             .map(|e| {
-                let mut callbacks: Vec<Callback> =
-                    e.callbacks.iter().filter(|c| c.uuid != uuid).cloned().collect();
+                let mut callbacks: Vec<Callback> = e
+                    .callbacks
+                    .iter()
+                    .filter(|c| c.uuid != uuid)
+                    .cloned()
+                    .collect();
                 callbacks.push(callback.clone());
                 Entry::new(e.service.clone(), e.expires_ms(), callbacks)
             })
             .collect();
-        self.inner.store.put(updated.iter().map(Entry::stored).collect()).await?;
+        self.inner
+            .store
+            .put(updated.iter().map(Entry::stored).collect())
+            .await?;
         let count = updated.len();
         for entry in updated {
             if entry.is_live(now) {
-                self.inner.entries.insert(Arc::from(entry.service.uuid.as_str()), Arc::new(entry));
+                self.inner
+                    .entries
+                    .insert(Arc::from(entry.service.uuid.as_str()), Arc::new(entry));
             }
         }
         Ok(count)
@@ -462,7 +508,11 @@ impl Registry {
     }
 
     fn get_entry(&self, uuid: &str) -> Option<Arc<Entry>> {
-        let e = self.inner.entries.get(uuid).map(|e| Arc::clone(e.value()))?;
+        let e = self
+            .inner
+            .entries
+            .get(uuid)
+            .map(|e| Arc::clone(e.value()))?;
         e.is_live(now_ms()).then_some(e)
     }
 
@@ -474,7 +524,10 @@ impl Registry {
         if deadline != NEVER {
             self.push_deadline(deadline, id);
         }
-        self.inner.metrics.services.set(i64::try_from(self.inner.entries.len()).unwrap_or(i64::MAX));
+        self.inner
+            .metrics
+            .services
+            .set(i64::try_from(self.inner.entries.len()).unwrap_or(i64::MAX));
         self.touch_serial();
     }
 
@@ -483,13 +536,19 @@ impl Registry {
         self.inner.entries.remove(uuid);
         self.inner.index.remove(uuid, &entry.labels, entry.ip);
         lock(&self.inner.dirty).remove(uuid);
-        self.inner.metrics.services.set(i64::try_from(self.inner.entries.len()).unwrap_or(i64::MAX));
+        self.inner
+            .metrics
+            .services
+            .set(i64::try_from(self.inner.entries.len()).unwrap_or(i64::MAX));
         self.touch_serial();
     }
 
     fn fire_callbacks(&self, entry: &Entry, view: &Service) {
         for cb in &entry.callbacks {
-            let delivery = Delivery { callback: cb.clone(), service: view.clone() };
+            let delivery = Delivery {
+                callback: cb.clone(),
+                service: view.clone(),
+            };
             if self.inner.deliveries.send(delivery).is_err() {
                 tracing::warn!(callback = %cb.uuid, "callback dispatcher stopped; callback dropped");
             }
@@ -509,9 +568,12 @@ impl Registry {
 
     fn touch_serial(&self) {
         let now = u32::try_from(now_ms() / 1000).unwrap_or(u32::MAX);
-        let _ = self.inner.serial.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-            Some(now.max(old.wrapping_add(1)))
-        });
+        let _ = self
+            .inner
+            .serial
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(now.max(old.wrapping_add(1)))
+            });
     }
 }
 

@@ -139,8 +139,12 @@ impl Pattern {
 
     /// The named right-most labels joined as [`ServiceLabels::suffix`] would.
     pub fn suffix(&self, depth: usize) -> String {
-        let mut parts: Vec<&str> =
-            self.0.iter().take(depth).map(|l| l.as_deref().unwrap_or("*")).collect();
+        let mut parts: Vec<&str> = self
+            .0
+            .iter()
+            .take(depth)
+            .map(|l| l.as_deref().unwrap_or("*"))
+            .collect();
         parts.reverse();
         parts.join(".")
     }
@@ -160,12 +164,22 @@ mod tests {
     use super::*;
 
     fn labels() -> ServiceLabels {
-        ServiceLabels::new("1001", "web1.site.com", "East", "1.0.0", "TestService", "Production")
+        ServiceLabels::new(
+            "1001",
+            "web1.site.com",
+            "East",
+            "1.0.0",
+            "TestService",
+            "Production",
+        )
     }
 
     #[test]
     fn labels_are_lowercase_with_hyphens() {
-        assert_eq!(labels().to_string(), "1001.web1-site-com.east.1-0-0.testservice.production");
+        assert_eq!(
+            labels().to_string(),
+            "1001.web1-site-com.east.1-0-0.testservice.production"
+        );
         assert_eq!(labels().suffix(2), "testservice.production");
         assert_eq!(&*to_label("::1"), "--1");
     }
@@ -173,12 +187,23 @@ mod tests {
     #[test]
     fn patterns_match_suffixes_and_wildcards() {
         let l = labels();
-        for q in ["production", "testservice.production", "1-0-0.testservice.production",
-            "east.*.testservice.production", "EAST.any.TestService.Production", "*.*", "",
-            "1001.web1-site-com.east.1-0-0.testservice.production"] {
+        for q in [
+            "production",
+            "testservice.production",
+            "1-0-0.testservice.production",
+            "east.*.testservice.production",
+            "EAST.any.TestService.Production",
+            "*.*",
+            "",
+            "1001.web1-site-com.east.1-0-0.testservice.production",
+        ] {
             assert!(Pattern::parse(q).expect("parses").matches(&l), "{q}");
         }
-        for q in ["staging", "west.*.testservice.production", "2-0-0.testservice.production"] {
+        for q in [
+            "staging",
+            "west.*.testservice.production",
+            "2-0-0.testservice.production",
+        ] {
             assert!(!Pattern::parse(q).expect("parses").matches(&l), "{q}");
         }
         assert!(Pattern::parse("a.b.c.d.e.f.g").is_none());

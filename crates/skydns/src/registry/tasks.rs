@@ -54,7 +54,9 @@ async fn purge_expired(registry: &Registry) {
     };
     for id in due {
         let _guard = inner.writes.lock().await;
-        let Some(entry) = inner.entries.get(&id).map(|e| Arc::clone(e.value())) else { continue };
+        let Some(entry) = inner.entries.get(&id).map(|e| Arc::clone(e.value())) else {
+            continue;
+        };
         if entry.is_live(now_ms()) {
             continue; // a heartbeat moved the deadline; its own heap item will come
         }
@@ -96,8 +98,10 @@ async fn flush_heartbeats(registry: &Registry) {
     let deadlines: Vec<(String, u64)> = batch.iter().map(|(id, d)| (id.to_string(), *d)).collect();
     // Serialise with writers so a flush never resurrects a record just removed.
     let _guard = inner.writes.lock().await;
-    let deadlines: Vec<(String, u64)> =
-        deadlines.into_iter().filter(|(id, _)| inner.entries.contains_key(id.as_str())).collect();
+    let deadlines: Vec<(String, u64)> = deadlines
+        .into_iter()
+        .filter(|(id, _)| inner.entries.contains_key(id.as_str()))
+        .collect();
     if let Err(e) = inner.store.touch(deadlines).await {
         tracing::warn!(error = %e, "cannot persist heartbeats; will retry");
         let mut dirty = lock(&inner.dirty);
@@ -128,7 +132,9 @@ pub(crate) async fn run_callbacks(registry: Registry, token: CancellationToken) 
             d = rx.recv() => match d { Some(d) => d, None => break },
         };
         while inflight.try_join_next().is_some() {}
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
         let http = http.clone();
         let metrics = Arc::clone(&registry.inner.metrics);
         inflight.spawn(async move {
@@ -147,8 +153,15 @@ async fn deliver(http: &reqwest::Client, d: &Delivery) -> Result<(), reqwest::Er
         Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
         _ => d.callback.reply.clone(),
     };
-    let url = format!("http://{host}:{}/skydns/callbacks/{}", d.callback.port, d.callback.uuid);
-    http.delete(url).json(&d.service).send().await?.error_for_status()?;
+    let url = format!(
+        "http://{host}:{}/skydns/callbacks/{}",
+        d.callback.port, d.callback.uuid
+    );
+    http.delete(url)
+        .json(&d.service)
+        .send()
+        .await?
+        .error_for_status()?;
     tracing::debug!(callback = %d.callback.uuid, "callback delivered");
     Ok(())
 }

@@ -27,19 +27,36 @@ pub(crate) fn service(uuid: &str, s: &Service, domain: &str) -> Result<(), Regis
         return Err(invalid("Port", "Port is required and must be 1-65535"));
     }
     if s.ttl == 0 && !s.no_expire {
-        return Err(invalid("TTL", "TTL must be at least 1 second (or set NoExpire)"));
+        return Err(invalid(
+            "TTL",
+            "TTL must be at least 1 second (or set NoExpire)",
+        ));
     }
-    let full = [uuid, &s.host, &s.region, &s.version, &s.name, &s.environment, domain]
-        .iter()
-        .map(|f| f.len() + 1)
-        .sum::<usize>()
+    let full = [
+        uuid,
+        &s.host,
+        &s.region,
+        &s.version,
+        &s.name,
+        &s.environment,
+        domain,
+    ]
+    .iter()
+    .map(|f| f.len() + 1)
+    .sum::<usize>()
         - 1;
     if full > MAX_NAME {
-        let longest = [("UUID", uuid), ("Host", &s.host), ("Region", &s.region),
-            ("Version", &s.version), ("Name", &s.name), ("Environment", &s.environment)]
-            .into_iter()
-            .max_by_key(|(_, v)| v.len())
-            .map_or("Name", |(f, _)| f);
+        let longest = [
+            ("UUID", uuid),
+            ("Host", &s.host),
+            ("Region", &s.region),
+            ("Version", &s.version),
+            ("Name", &s.name),
+            ("Environment", &s.environment),
+        ]
+        .into_iter()
+        .max_by_key(|(_, v)| v.len())
+        .map_or("Name", |(f, _)| f);
         return Err(invalid(
             longest,
             &format!("the service's DNS name would be {full} bytes, over the limit of {MAX_NAME}"),
@@ -66,10 +83,16 @@ pub(crate) fn heartbeat_ttl(ttl: u32) -> Result<(), RegistryError> {
 pub(crate) fn callback(uuid: &str, reply: &str, port: u16) -> Result<(), RegistryError> {
     label_field("UUID", uuid, true)?;
     if reply.is_empty() {
-        return Err(invalid("Reply", "Reply (the host to call back) is required"));
+        return Err(invalid(
+            "Reply",
+            "Reply (the host to call back) is required",
+        ));
     }
     if reply.parse::<IpAddr>().is_err() && !is_hostname(reply) {
-        return Err(invalid("Reply", "Reply must be an IP address or a hostname"));
+        return Err(invalid(
+            "Reply",
+            "Reply must be an IP address or a hostname",
+        ));
     }
     if port == 0 {
         return Err(invalid("Port", "Port is required and must be 1-65535"));
@@ -79,41 +102,70 @@ pub(crate) fn callback(uuid: &str, reply: &str, port: u16) -> Result<(), Registr
 
 fn label_field(field: &'static str, value: &str, required: bool) -> Result<(), RegistryError> {
     if value.is_empty() {
-        return if required { Err(invalid(field, &format!("{field} is required"))) } else { Ok(()) };
+        return if required {
+            Err(invalid(field, &format!("{field} is required")))
+        } else {
+            Ok(())
+        };
     }
     let label = to_label(value);
     if label.len() > MAX_LABEL {
-        return Err(invalid(field, &format!("{field} is {} bytes; a DNS label holds at most {MAX_LABEL}", label.len())));
-    }
-    if &*label == "*" || &*label == "any" {
-        return Err(invalid(field, &format!("{field} {value:?} is reserved as a wildcard in queries")));
-    }
-    if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(invalid(
             field,
-            &format!("{field} {value:?} is not a valid DNS label: use letters, digits, '-', '_' (and '.' in Version)"),
+            &format!(
+                "{field} is {} bytes; a DNS label holds at most {MAX_LABEL}",
+                label.len()
+            ),
+        ));
+    }
+    if &*label == "*" || &*label == "any" {
+        return Err(invalid(
+            field,
+            &format!("{field} {value:?} is reserved as a wildcard in queries"),
+        ));
+    }
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            field,
+            &format!(
+                "{field} {value:?} is not a valid DNS label: use letters, digits, '-', '_' (and '.' in Version)"
+            ),
         ));
     }
     if field != "Version" && value.contains('.') {
-        return Err(invalid(field, &format!("{field} {value:?} must be a single DNS label (no dots)")));
+        return Err(invalid(
+            field,
+            &format!("{field} {value:?} must be a single DNS label (no dots)"),
+        ));
     }
     Ok(())
 }
 
 fn host(value: &str) -> Result<(), RegistryError> {
     if value.is_empty() {
-        return Err(invalid("Host", "Host is required (an IP address or a hostname)"));
+        return Err(invalid(
+            "Host",
+            "Host is required (an IP address or a hostname)",
+        ));
     }
     if value.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
     if !is_hostname(value) {
-        return Err(invalid("Host", &format!("Host {value:?} is neither an IP address nor a valid hostname")));
+        return Err(invalid(
+            "Host",
+            &format!("Host {value:?} is neither an IP address nor a valid hostname"),
+        ));
     }
     if to_label(value.trim_end_matches('.')).len() > MAX_LABEL {
         return Err(invalid(
             "Host",
-            &format!("Host {value:?} is too long: it becomes one label of the service's name (at most {MAX_LABEL} bytes)"),
+            &format!(
+                "Host {value:?} is too long: it becomes one label of the service's name (at most {MAX_LABEL} bytes)"
+            ),
         ));
     }
     Ok(())
@@ -126,12 +178,16 @@ fn is_hostname(value: &str) -> bool {
         && v.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= MAX_LABEL
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
 fn invalid(field: &'static str, message: &str) -> RegistryError {
-    RegistryError::Invalid { field, message: message.to_string() }
+    RegistryError::Invalid {
+        field,
+        message: message.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -161,22 +217,104 @@ mod tests {
     #[test]
     fn accepts_the_skydns_readme_example() {
         service("1001", &ok(), "skydns.local").expect("valid");
-        service("1001", &Service { host: "::1".into(), ..ok() }, "skydns.local").expect("v6");
+        service(
+            "1001",
+            &Service {
+                host: "::1".into(),
+                ..ok()
+            },
+            "skydns.local",
+        )
+        .expect("v6");
     }
 
     #[test]
     fn names_the_offending_field() {
-        assert_eq!(field_of(service("1001", &Service { host: String::new(), ..ok() }, "d")), "Host");
-        assert_eq!(field_of(service("1001", &Service { port: 0, ..ok() }, "d")), "Port");
-        assert_eq!(field_of(service("1001", &Service { ttl: 0, ..ok() }, "d")), "TTL");
-        assert_eq!(field_of(service("1001", &Service { name: "a b".into(), ..ok() }, "d")), "Name");
-        assert_eq!(field_of(service("1001", &Service { region: "x".repeat(64), ..ok() }, "d")), "Region");
-        assert_eq!(field_of(service("1001", &Service { environment: "*".into(), ..ok() }, "d")), "Environment");
+        assert_eq!(
+            field_of(service(
+                "1001",
+                &Service {
+                    host: String::new(),
+                    ..ok()
+                },
+                "d"
+            )),
+            "Host"
+        );
+        assert_eq!(
+            field_of(service("1001", &Service { port: 0, ..ok() }, "d")),
+            "Port"
+        );
+        assert_eq!(
+            field_of(service("1001", &Service { ttl: 0, ..ok() }, "d")),
+            "TTL"
+        );
+        assert_eq!(
+            field_of(service(
+                "1001",
+                &Service {
+                    name: "a b".into(),
+                    ..ok()
+                },
+                "d"
+            )),
+            "Name"
+        );
+        assert_eq!(
+            field_of(service(
+                "1001",
+                &Service {
+                    region: "x".repeat(64),
+                    ..ok()
+                },
+                "d"
+            )),
+            "Region"
+        );
+        assert_eq!(
+            field_of(service(
+                "1001",
+                &Service {
+                    environment: "*".into(),
+                    ..ok()
+                },
+                "d"
+            )),
+            "Environment"
+        );
         assert_eq!(field_of(service("a.b", &ok(), "d")), "UUID");
-        assert_eq!(field_of(service("1001", &Service { host: "bad host".into(), ..ok() }, "d")), "Host");
+        assert_eq!(
+            field_of(service(
+                "1001",
+                &Service {
+                    host: "bad host".into(),
+                    ..ok()
+                },
+                "d"
+            )),
+            "Host"
+        );
         let long = "x".repeat(60);
-        let s = Service { name: long.clone(), environment: long.clone(), region: long.clone(), version: long, ..ok() };
-        assert!(matches!(service("1001", &s, "skydns.local"), Err(RegistryError::Invalid { .. })));
-        service("1", &Service { ttl: 0, no_expire: true, ..ok() }, "d").expect("NoExpire allows TTL 0");
+        let s = Service {
+            name: long.clone(),
+            environment: long.clone(),
+            region: long.clone(),
+            version: long,
+            ..ok()
+        };
+        assert!(matches!(
+            service("1001", &s, "skydns.local"),
+            Err(RegistryError::Invalid { .. })
+        ));
+        service(
+            "1",
+            &Service {
+                ttl: 0,
+                no_expire: true,
+                ..ok()
+            },
+            "d",
+        )
+        .expect("NoExpire allows TTL 0");
     }
 }

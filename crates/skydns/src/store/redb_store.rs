@@ -22,7 +22,9 @@ pub struct RedbStore {
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbStore").field("path", &self.path).finish()
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -39,10 +41,12 @@ impl RedbStore {
             source,
         })?;
         let file = dir.join(FILE_NAME);
-        let db = Database::create(&file).map_err(|e| {
-            StoreError::Backend(format!("cannot open {}: {e}", file.display()))
-        })?;
-        let store = Self { db: Arc::new(db), path: file.display().to_string() };
+        let db = Database::create(&file)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", file.display())))?;
+        let store = Self {
+            db: Arc::new(db),
+            path: file.display().to_string(),
+        };
         // Create the table up front so reads never meet a missing table.
         let txn = store.db.begin_write().map_err(backend)?;
         txn.open_table(SERVICES).map_err(backend)?;
@@ -97,7 +101,9 @@ impl Store for RedbStore {
                 let mut table = txn.open_table(SERVICES).map_err(backend)?;
                 for record in &records {
                     let bytes = encode(record)?;
-                    table.insert(record.service.uuid.as_str(), bytes.as_slice()).map_err(backend)?;
+                    table
+                        .insert(record.service.uuid.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
                 }
             }
             txn.commit().map_err(backend)
@@ -126,12 +132,15 @@ impl Store for RedbStore {
                 for (uuid, expires_ms) in &deadlines {
                     let record = {
                         let current = table.get(uuid.as_str()).map_err(backend)?;
-                        current.and_then(|c| serde_json::from_slice::<StoredService>(c.value()).ok())
+                        current
+                            .and_then(|c| serde_json::from_slice::<StoredService>(c.value()).ok())
                     };
                     let Some(mut record) = record else { continue };
                     record.expires_ms = *expires_ms;
                     let bytes = encode(&record)?;
-                    table.insert(uuid.as_str(), bytes.as_slice()).map_err(backend)?;
+                    table
+                        .insert(uuid.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
                 }
             }
             txn.commit().map_err(backend)
@@ -151,7 +160,12 @@ mod tests {
 
     fn record(uuid: &str, expires_ms: u64) -> StoredService {
         StoredService {
-            service: Service { uuid: uuid.into(), host: "10.0.0.1".into(), port: 80, ..Default::default() },
+            service: Service {
+                uuid: uuid.into(),
+                host: "10.0.0.1".into(),
+                port: 80,
+                ..Default::default()
+            },
             expires_ms,
             callbacks: Vec::new(),
         }
@@ -162,9 +176,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = RedbStore::open(dir.path()).expect("open");
-            store.put(vec![record("a", 10), record("b", 20)]).await.expect("put");
+            store
+                .put(vec![record("a", 10), record("b", 20)])
+                .await
+                .expect("put");
             store.remove("a").await.expect("remove");
-            store.touch(vec![("b".into(), 99), ("missing".into(), 1)]).await.expect("touch");
+            store
+                .touch(vec![("b".into(), 99), ("missing".into(), 1)])
+                .await
+                .expect("touch");
         }
         let store = RedbStore::open(dir.path()).expect("reopen");
         let loaded = store.load().await.expect("load");

@@ -1,0 +1,400 @@
+//! Forwarding of names outside the domain to upstream nameservers.
+//!
+//! A caching forwarder in the spirit of CoreDNS `forward` + `cache`:
+//! - every upstream query goes from a fresh, connected UDP socket (random
+//!   source port) with a random ID; a reply must match the ID, the question
+//!   and (by the connected socket) the source, else it is dropped (RFC 5452);
+//! - a truncated reply is retried over TCP, and a client that asked over TCP
+//!   is forwarded over TCP; the client's EDNS payload size is carried through;
+//! - upstreams are tried in order, each within its timeout; a closed port
+//!   (ICMP unreachable) fails at once; upstreams that keep failing are put at
+//!   the back for a while, so one dead upstream does not cost every query a
+//!   timeout; when all fail the client gets SERVFAIL;
+//! - identical queries in flight are sent upstream once ([`Coalescer`]);
+//! - answers are cached ([`cache`]) with TTLs counted down.
+
+pub mod cache;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpStream, UdpSocket},
+    sync::broadcast,
+};
+
+use cache::{Cache, CacheKey};
+
+/// Failures in a row after which an upstream is moved to the back.
+const FAILS_BEFORE_BACKOFF: u32 = 2;
+/// How long a failing upstream stays at the back before it is tried first again.
+const BACKOFF: Duration = Duration::from_secs(10);
+/// Largest UDP reply accepted from an upstream.
+const MAX_UPSTREAM_UDP: usize = 4096;
+
+/// Forwarding settings.
+#[derive(Debug, Clone)]
+pub struct ForwardOptions {
+    /// Upstream nameservers, in order of preference.
+    pub upstreams: Vec<SocketAddr>,
+    /// Time allowed to one upstream for one attempt.
+    pub timeout: Duration,
+    /// Most cached answers (0 disables the cache).
+    pub cache_size: usize,
+    /// Longest time an answer is cached, in seconds.
+    pub cache_max_ttl: u32,
+}
+
+/// Forwarding metrics (registered by [`crate::metrics::Metrics`]).
+#[derive(Debug, Clone)]
+pub struct ForwardMetrics {
+    /// Upstream attempts by upstream and outcome (`ok`, `timeout`, `error`, `truncated`).
+    pub attempts: Family<UpstreamLabels, Counter>,
+    /// Answers served from the cache.
+    pub cache_hits: Counter,
+    /// Queries that missed the cache.
+    pub cache_misses: Counter,
+    /// Entries in the cache.
+    pub cache_size: Gauge,
+    /// Upstream round-trip time in seconds.
+    pub latency: Histogram,
+}
+
+impl ForwardMetrics {
+    /// Fresh metrics with the latency buckets used for upstream round trips.
+    pub fn new() -> Self {
+        Self {
+            attempts: Family::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_size: Gauge::default(),
+            latency: Histogram::new([0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0]),
+        }
+    }
+}
+
+impl Default for ForwardMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Labels of upstream attempts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// `IP:port` of the upstream.
+    pub upstream: String,
+    /// `ok`, `timeout`, `refused`, `error`, `truncated`.
+    pub outcome: String,
+}
+
+/// The answer to a forwarded query, shared between coalesced askers.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The upstream's reply (its ID is meaningless to the client).
+    Answer(Arc<Message>),
+    /// Every upstream failed.
+    Failed,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    fails: u32,
+    down_until: Option<Instant>,
+}
+
+/// Identical queries in flight: the first asker sends, the others wait for
+/// its outcome.
+#[derive(Debug, Default)]
+pub struct Coalescer {
+    inflight: Mutex<HashMap<(CacheKey, bool), broadcast::Sender<Outcome>>>,
+}
+
+/// The forwarder: shared by every DNS task.
+#[derive(Debug)]
+pub struct Forwarder {
+    options: ForwardOptions,
+    health: Vec<Mutex<Health>>,
+    cache: Cache,
+    coalescer: Coalescer,
+    metrics: ForwardMetrics,
+}
+
+impl Forwarder {
+    /// A forwarder over `options.upstreams`.
+    pub fn new(options: ForwardOptions, metrics: ForwardMetrics) -> Self {
+        let health = options
+            .upstreams
+            .iter()
+            .map(|_| Mutex::new(Health::default()))
+            .collect();
+        let cache = Cache::new(options.cache_size, options.cache_max_ttl);
+        Self {
+            options,
+            health,
+            cache,
+            coalescer: Coalescer::default(),
+            metrics,
+        }
+    }
+
+    /// The upstreams.
+    pub fn upstreams(&self) -> &[SocketAddr] {
+        &self.options.upstreams
+    }
+
+    /// Resolves `query` upstream (or from the cache). `edns` is the client's,
+    /// `tcp` whether the client asked over TCP.
+    pub async fn resolve(&self, query: &Query, edns: Option<&Edns>, tcp: bool) -> Outcome {
+        let key = CacheKey::of(query);
+        if let Some(msg) = self.cache.get(&key) {
+            self.metrics.cache_hits.inc();
+            return Outcome::Answer(Arc::new(msg));
+        }
+        self.metrics.cache_misses.inc();
+
+        let waiter = {
+            let mut inflight = self
+                .coalescer
+                .inflight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match inflight.get(&(key.clone(), tcp)) {
+                Some(tx) => Some(tx.subscribe()),
+                None => {
+                    let (tx, _) = broadcast::channel(1);
+                    inflight.insert((key.clone(), tcp), tx);
+                    None
+                }
+            }
+        };
+        if let Some(mut rx) = waiter {
+            return rx.recv().await.unwrap_or(Outcome::Failed);
+        }
+
+        let outcome = self.ask_upstreams(query, edns, tcp).await;
+        if let Outcome::Answer(msg) = &outcome {
+            self.cache.insert(key.clone(), msg);
+            self.metrics
+                .cache_size
+                .set(i64::try_from(self.cache.len()).unwrap_or(i64::MAX));
+        }
+        let tx = self
+            .coalescer
+            .inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(key, tcp));
+        if let Some(tx) = tx {
+            let _ = tx.send(outcome.clone());
+        }
+        outcome
+    }
+
+    /// Upstream indexes, healthy ones first.
+    fn order(&self) -> Vec<usize> {
+        let now = Instant::now();
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for (i, h) in self.health.iter().enumerate() {
+            let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if h.down_until.is_some_and(|t| t > now) {
+                down.push(i)
+            } else {
+                up.push(i)
+            }
+        }
+        up.extend(down);
+        up
+    }
+
+    fn mark(&self, i: usize, ok: bool) {
+        if let Some(h) = self.health.get(i) {
+            let mut h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if ok {
+                *h = Health::default();
+            } else {
+                h.fails += 1;
+                if h.fails >= FAILS_BEFORE_BACKOFF {
+                    h.down_until = Some(Instant::now() + BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn ask_upstreams(&self, query: &Query, edns: Option<&Edns>, tcp: bool) -> Outcome {
+        let request = upstream_request(query, edns);
+        for i in self.order() {
+            let Some(&upstream) = self.options.upstreams.get(i) else {
+                continue;
+            };
+            let start = Instant::now();
+            let result =
+                tokio::time::timeout(self.options.timeout, self.exchange(upstream, &request, tcp))
+                    .await;
+            let (outcome, answer) = match result {
+                Err(_) => ("timeout", None),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    ("refused", None)
+                }
+                Ok(Err(_)) => ("error", None),
+                Ok(Ok(msg)) => ("ok", Some(msg)),
+            };
+            self.metrics
+                .attempts
+                .get_or_create(&UpstreamLabels {
+                    upstream: upstream.to_string(),
+                    outcome: outcome.into(),
+                })
+                .inc();
+            match answer {
+                Some(msg) if msg.metadata.response_code != ResponseCode::ServFail => {
+                    self.metrics.latency.observe(start.elapsed().as_secs_f64());
+                    self.mark(i, true);
+                    return Outcome::Answer(Arc::new(msg));
+                }
+                _ => {
+                    tracing::warn!(%upstream, outcome, name = %query.name(), "forwarding failed, trying the next upstream");
+                    self.mark(i, false);
+                }
+            }
+        }
+        Outcome::Failed
+    }
+
+    /// One exchange with one upstream: UDP (then TCP if truncated), or TCP.
+    async fn exchange(
+        &self,
+        upstream: SocketAddr,
+        request: &Message,
+        tcp: bool,
+    ) -> std::io::Result<Message> {
+        if !tcp {
+            let reply = udp_exchange(upstream, request).await?;
+            if !reply.metadata.truncation {
+                return Ok(reply);
+            }
+            self.metrics
+                .attempts
+                .get_or_create(&UpstreamLabels {
+                    upstream: upstream.to_string(),
+                    outcome: "truncated".into(),
+                })
+                .inc();
+        }
+        tcp_exchange(upstream, request).await
+    }
+}
+
+/// The message sent upstream: a random ID, recursion desired, the client's
+/// question and EDNS payload size.
+fn upstream_request(query: &Query, edns: Option<&Edns>) -> Message {
+    let mut msg = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    msg.add_query(query.clone());
+    if let Some(client) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(client.max_payload().max(512));
+        e.set_dnssec_ok(client.flags().dnssec_ok);
+        msg.set_edns(e);
+    }
+    msg
+}
+
+fn invalid(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_string())
+}
+
+/// True when `reply` answers `request`: same ID, a response, same question.
+fn matches(request: &Message, reply: &Message) -> bool {
+    let same_question = match (request.queries.first(), reply.queries.first()) {
+        (Some(q), Some(r)) => {
+            q.query_type() == r.query_type()
+                && q.query_class() == r.query_class()
+                && q.name().eq_ignore_root(r.name())
+                && reply.queries.len() == 1
+        }
+        _ => false,
+    };
+    reply.metadata.id == request.metadata.id
+        && reply.metadata.message_type == MessageType::Response
+        && same_question
+}
+
+async fn udp_exchange(upstream: SocketAddr, request: &Message) -> std::io::Result<Message> {
+    let bind: SocketAddr = if upstream.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let sock = UdpSocket::bind(bind).await?;
+    // Connected: the kernel drops datagrams from other sources, and an ICMP
+    // port-unreachable surfaces as ConnectionRefused at once.
+    sock.connect(upstream).await?;
+    let bytes = request.to_vec().map_err(|e| invalid(&e.to_string()))?;
+    sock.send(&bytes).await?;
+    let mut buf = vec![0u8; MAX_UPSTREAM_UDP];
+    loop {
+        let n = sock.recv(&mut buf).await?;
+        let Some(data) = buf.get(..n) else { continue };
+        match Message::from_vec(data) {
+            Ok(reply) if matches(request, &reply) => return Ok(reply),
+            Ok(_) | Err(_) => {
+                tracing::debug!(%upstream, "dropped a reply that does not match the query (ID or question)");
+            }
+        }
+    }
+}
+
+async fn tcp_exchange(upstream: SocketAddr, request: &Message) -> std::io::Result<Message> {
+    let mut stream = TcpStream::connect(upstream).await?;
+    let bytes = request.to_vec().map_err(|e| invalid(&e.to_string()))?;
+    let len = u16::try_from(bytes.len()).map_err(|_| invalid("query too long"))?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(&bytes).await?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut buf).await?;
+    let reply = Message::from_vec(&buf).map_err(|e| invalid(&e.to_string()))?;
+    if matches(request, &reply) {
+        Ok(reply)
+    } else {
+        Err(invalid("TCP reply does not match the query"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::{Name, RecordType};
+
+    #[test]
+    fn replies_must_match_id_and_question() {
+        let q = Query::query(
+            Name::from_ascii("example.org.").expect("name"),
+            RecordType::A,
+        );
+        let req = upstream_request(&q, None);
+        let mut reply = req.clone();
+        reply.metadata.message_type = MessageType::Response;
+        assert!(matches(&req, &reply));
+        let mut wrong_id = reply.clone();
+        wrong_id.metadata.id = req.metadata.id.wrapping_add(1);
+        assert!(!matches(&req, &wrong_id));
+        let mut wrong_q = reply.clone();
+        wrong_q.queries = vec![Query::query(
+            Name::from_ascii("evil.org.").expect("name"),
+            RecordType::A,
+        )];
+        assert!(!matches(&req, &wrong_q));
+    }
+}

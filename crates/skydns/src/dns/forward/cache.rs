@@ -1,0 +1,231 @@
+//! The response cache for forwarded answers.
+//!
+//! Positive answers live for their smallest TTL, negative ones (NXDOMAIN,
+//! NODATA) for the SOA minimum (RFC 2308), both capped by `max_ttl`.
+//! SERVFAIL is never cached. What a client sees has its TTLs counted down.
+//! The cache holds at most `capacity` entries and evicts the oldest first.
+//!
+//! LOCKING: one std mutex, held only for a map look-up or insert, never
+//! across `.await`.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{
+    op::{Message, Query, ResponseCode},
+    rr::{DNSClass, RData, Record, RecordType},
+};
+
+/// What a cached answer is filed under: lowercase name, type, class.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    name: String,
+    qtype: RecordType,
+    class: DNSClass,
+}
+
+impl CacheKey {
+    /// The key of `query`.
+    pub fn of(query: &Query) -> Self {
+        Self {
+            name: query.name().to_lowercase().to_ascii(),
+            qtype: query.query_type(),
+            class: query.query_class(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    message: Message,
+    stored: Instant,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<CacheKey, Entry>,
+    order: VecDeque<CacheKey>,
+}
+
+/// A bounded TTL cache of upstream answers.
+#[derive(Debug)]
+pub struct Cache {
+    capacity: usize,
+    max_ttl: u32,
+    inner: Mutex<Inner>,
+}
+
+impl Cache {
+    /// A cache of at most `capacity` answers (0: disabled) and `max_ttl` seconds.
+    pub fn new(capacity: usize, max_ttl: u32) -> Self {
+        Self {
+            capacity,
+            max_ttl,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The cached answer for `key` with TTLs counted down, if still fresh.
+    pub fn get(&self, key: &CacheKey) -> Option<Message> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let inner = self.lock();
+        let entry = inner.map.get(key)?;
+        if entry.expires <= now {
+            return None;
+        }
+        let elapsed = u32::try_from(now.duration_since(entry.stored).as_secs()).unwrap_or(u32::MAX);
+        let mut msg = entry.message.clone();
+        drop(inner);
+        for r in msg
+            .answers
+            .iter_mut()
+            .chain(msg.authorities.iter_mut())
+            .chain(msg.additionals.iter_mut())
+        {
+            r.ttl = r.ttl.min(self.max_ttl).saturating_sub(elapsed);
+        }
+        Some(msg)
+    }
+
+    /// Caches `message` under `key` for as long as its records allow.
+    pub fn insert(&self, key: CacheKey, message: &Message) {
+        if self.capacity == 0 {
+            return;
+        }
+        let Some(ttl) = cache_ttl(message).map(|t| t.min(self.max_ttl)) else {
+            return;
+        };
+        if ttl == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let entry = Entry {
+            message: message.clone(),
+            stored: now,
+            expires: now + Duration::from_secs(u64::from(ttl)),
+        };
+        let mut inner = self.lock();
+        if inner.map.insert(key.clone(), entry).is_none() {
+            inner.order.push_back(key);
+        }
+        while inner.map.len() > self.capacity {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            inner.map.remove(&old);
+        }
+        // Keep the order queue from growing past the map (re-inserted keys).
+        if inner.order.len() > self.capacity.saturating_mul(2) {
+            let Inner { map, order } = &mut *inner;
+            order.retain(|k| map.contains_key(k));
+        }
+    }
+}
+
+/// How long `message` may be cached: the smallest answer TTL for a positive
+/// answer; min(SOA TTL, SOA minimum) for NXDOMAIN/NODATA; never for errors.
+pub fn cache_ttl(message: &Message) -> Option<u32> {
+    let rcode = message.metadata.response_code;
+    let negative = rcode == ResponseCode::NXDomain
+        || (rcode == ResponseCode::NoError && message.answers.is_empty());
+    if negative {
+        return message
+            .authorities
+            .iter()
+            .find_map(|r: &Record| match &r.data {
+                RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+                _ => None,
+            });
+    }
+    if rcode != ResponseCode::NoError || message.metadata.truncation {
+        return None;
+    }
+    message.answers.iter().map(|r| r.ttl).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::{
+        op::{MessageType, OpCode},
+        rr::{
+            Name,
+            rdata::{A, SOA},
+        },
+    };
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).expect("name")
+    }
+
+    fn answer(ttl: u32) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.add_answer(Record::from_rdata(
+            name("a.example."),
+            ttl,
+            RData::A(A([127, 0, 0, 1].into())),
+        ));
+        m
+    }
+
+    #[test]
+    fn positive_and_negative_ttls() {
+        assert_eq!(cache_ttl(&answer(30)), Some(30));
+        let mut nx = Message::new(1, MessageType::Response, OpCode::Query);
+        nx.metadata.response_code = ResponseCode::NXDomain;
+        nx.add_authority(Record::from_rdata(
+            name("example."),
+            300,
+            RData::SOA(SOA::new(
+                name("ns.example."),
+                name("h.example."),
+                1,
+                1,
+                1,
+                1,
+                60,
+            )),
+        ));
+        assert_eq!(cache_ttl(&nx), Some(60));
+        let mut fail = answer(30);
+        fail.metadata.response_code = ResponseCode::ServFail;
+        assert_eq!(cache_ttl(&fail), None);
+    }
+
+    #[test]
+    fn bounded_by_capacity_and_max_ttl() {
+        let cache = Cache::new(2, 10);
+        let q = |n: &str| CacheKey::of(&Query::query(name(n), RecordType::A));
+        cache.insert(q("a."), &answer(300));
+        cache.insert(q("b."), &answer(300));
+        cache.insert(q("c."), &answer(300));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get(&q("a.")).is_none(), "oldest evicted");
+        let hit = cache.get(&q("c.")).expect("cached");
+        assert_eq!(hit.answers[0].ttl, 10, "TTLs are capped by max_ttl");
+        assert!(Cache::new(0, 10).get(&q("c.")).is_none());
+    }
+}

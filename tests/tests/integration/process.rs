@@ -1,0 +1,102 @@
+//! The binary as a process: flags, start-up errors, restarts with `-data`.
+
+use hickory_proto::rr::RecordType;
+use skydns_tests::{SkyDns, a_records, service};
+
+#[tokio::test]
+async fn restart_with_data_keeps_registrations_even_after_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8 path");
+    let sky = SkyDns::start(&["-data", data]).await;
+    sky.client
+        .add_service(
+            "1011",
+            &service("rails", "production", "east", "127.0.0.10", 80, 3600),
+        )
+        .await
+        .expect("add");
+    sky.client
+        .add_service(
+            "1012",
+            &service("rails", "production", "east", "127.0.0.11", 80, 3600),
+        )
+        .await
+        .expect("add");
+    sky.client.delete_service("1012").await.expect("delete");
+    sky.kill9().await;
+
+    let sky = SkyDns::start(&["-data", data]).await;
+    let got = sky.client.get_service("1011").await.expect("restored");
+    assert_eq!(got.host, "127.0.0.10");
+    assert!(matches!(
+        sky.client.get_service("1012").await,
+        Err(skydns_tests::ClientError::NotFound(_))
+    ));
+    let msg = sky
+        .query("rails.production.skydns.local.", RecordType::A)
+        .await;
+    assert_eq!(a_records(&msg), ["127.0.0.10"]);
+    assert!(sky.stop().await, "SIGTERM exits cleanly");
+}
+
+#[tokio::test]
+async fn services_that_expired_while_down_stay_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8 path");
+    let sky = SkyDns::start(&["-data", data]).await;
+    sky.client
+        .add_service("short", &service("web", "prod", "", "127.0.0.20", 80, 1))
+        .await
+        .expect("add");
+    sky.client
+        .add_service("long", &service("web", "prod", "", "127.0.0.21", 80, 3600))
+        .await
+        .expect("add");
+    sky.kill9().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let sky = SkyDns::start(&["-data", data]).await;
+    let msg = sky.query("web.prod.skydns.local.", RecordType::A).await;
+    assert_eq!(a_records(&msg), ["127.0.0.21"]);
+}
+
+#[tokio::test]
+async fn skydns_v1_readme_flags_and_env_work() {
+    // Single-dash flags exactly as in the SkyDNS v1 README, plus its env var for the domain.
+    let sky = SkyDns::start(&[
+        "-domain",
+        "example.test",
+        "-no-round-robin",
+        "-rtimeout=2s",
+        "-metricsToStdErr",
+    ])
+    .await;
+    sky.client
+        .add_service("1", &service("web", "prod", "", "127.0.0.5", 80, 60))
+        .await
+        .expect("add");
+    let msg = sky.query("web.prod.example.test.", RecordType::A).await;
+    assert_eq!(a_records(&msg), ["127.0.0.5"]);
+}
+
+#[tokio::test]
+async fn later_work_flags_are_refused_with_one_line() {
+    let err = SkyDns::try_start_on("127.0.0.1:0", "127.0.0.1:0", &["-join", "127.0.0.1:9999"])
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.contains("not supported yet"), "{err}");
+}
+
+#[tokio::test]
+async fn bind_failure_says_what_to_do() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let err = SkyDns::try_start_on(&addr, "127.0.0.1:0", &[])
+        .await
+        .err()
+        .expect("bind fails");
+    assert!(
+        err.contains("cannot listen for DNS") && err.contains("-dns"),
+        "{err}"
+    );
+}
