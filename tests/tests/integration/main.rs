@@ -2,4 +2,5 @@
 
 mod api;
 mod dns;
+mod forward;
 mod process;

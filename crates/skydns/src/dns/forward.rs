@@ -256,7 +256,12 @@ impl Forwarder {
                 })
                 .inc();
             match answer {
-                Some(msg) if msg.metadata.response_code != ResponseCode::ServFail => {
+                Some(mut msg) if msg.metadata.response_code != ResponseCode::ServFail => {
+                    // What clients see never outlives what the cache may keep.
+                    let cap = self.options.cache_max_ttl;
+                    for r in msg.answers.iter_mut().chain(&mut msg.authorities).chain(&mut msg.additionals) {
+                        r.ttl = r.ttl.min(cap);
+                    }
                     self.metrics.latency.observe(start.elapsed().as_secs_f64());
                     self.mark(i, true);
                     return Outcome::Answer(Arc::new(msg));
