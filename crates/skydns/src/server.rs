@@ -156,7 +156,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         registry.clone(),
         dns_options,
         Arc::clone(&metrics),
-        forwarder,
+        forwarder.clone(),
     );
 
     let token = CancellationToken::new();
@@ -180,6 +180,13 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     );
     tasks.spawn(api::serve(http, app, tls, token.child_token()));
 
+    if let Some(forwarder) = forwarder {
+        let t = token.child_token();
+        tasks.spawn(async move {
+            forwarder.run_probes(t).await;
+            Ok(())
+        });
+    }
     let (r, t) = (registry.clone(), token.child_token());
     tasks.spawn(async move {
         tasks::run_expiry(r, t).await;

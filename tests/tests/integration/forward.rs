@@ -15,7 +15,11 @@ use skydns_tests::{
 };
 
 async fn skydns_with(upstreams: &[&Stub], extra: &[&str]) -> SkyDns {
-    let list = upstreams.iter().map(|s| s.addr.to_string()).collect::<Vec<_>>().join(",");
+    let list = upstreams
+        .iter()
+        .map(|s| s.addr.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut args = vec!["-nameserver", list.as_str()];
     args.extend_from_slice(extra);
     SkyDns::start(&args).await
@@ -56,17 +60,29 @@ async fn fails_over_from_a_dead_first_upstream() {
     let dead = Stub::start("127.0.0.1:0", Behavior::Drop).await;
     let up = Stub::start("127.0.0.1:0", Behavior::Answer).await;
     let sky = skydns_with(&[&dead, &up], &["-forward-timeout", "1s"]).await;
-    let msg = ask_from("127.0.0.1:0", &sky, "a.example.", Duration::from_secs(4)).await.expect("answer");
+    let msg = ask_from("127.0.0.1:0", &sky, "a.example.", Duration::from_secs(4))
+        .await
+        .expect("answer");
     assert_eq!(a_records(&msg), [ANSWER.to_string()]);
     // A closed port (ICMP unreachable) fails at once, not after the timeout.
     let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let closed_addr = closed.local_addr().expect("addr").to_string();
     drop(closed);
-    let sky = SkyDns::start(&["-nameserver", &format!("{closed_addr},{}", up.addr), "-forward-timeout", "2s"]).await;
+    let sky = SkyDns::start(&[
+        "-nameserver",
+        &format!("{closed_addr},{}", up.addr),
+        "-forward-timeout",
+        "2s",
+    ])
+    .await;
     let start = Instant::now();
     let msg = sky.query("b.example.", RecordType::A).await;
     assert_eq!(a_records(&msg), [ANSWER.to_string()]);
-    assert!(start.elapsed() < Duration::from_millis(1500), "closed port cost {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "closed port cost {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -75,9 +91,15 @@ async fn all_upstreams_dead_gives_servfail_within_the_bound() {
     let b = Stub::start("127.0.0.1:0", Behavior::Drop).await;
     let sky = skydns_with(&[&a, &b], &[]).await;
     let start = Instant::now();
-    let msg = ask_from("127.0.0.1:0", &sky, "gone.example.", Duration::from_secs(8)).await.expect("an answer, never silence");
+    let msg = ask_from("127.0.0.1:0", &sky, "gone.example.", Duration::from_secs(8))
+        .await
+        .expect("an answer, never silence");
     assert_eq!(msg.metadata.response_code, ResponseCode::ServFail);
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -85,7 +107,11 @@ async fn a_reply_with_the_wrong_id_is_ignored() {
     let up = Stub::start("127.0.0.1:0", Behavior::WrongIdFirst).await;
     let sky = skydns_with(&[&up], &[]).await;
     let msg = sky.query("spoof.example.", RecordType::A).await;
-    assert_eq!(a_records(&msg), [ANSWER.to_string()], "the spoofed address must not be answered");
+    assert_eq!(
+        a_records(&msg),
+        [ANSWER.to_string()],
+        "the spoofed address must not be answered"
+    );
 }
 
 #[tokio::test]
@@ -95,8 +121,17 @@ async fn cache_answers_repeats_with_counted_down_ttls() {
     let first = sky.query("cached.example.", RecordType::A).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = sky.query("CACHED.example.", RecordType::A).await;
-    assert_eq!(up.udp_queries(), 1, "the second query is answered from the cache");
-    assert!(second.answers[0].ttl < first.answers[0].ttl, "{} !< {}", second.answers[0].ttl, first.answers[0].ttl);
+    assert_eq!(
+        up.udp_queries(),
+        1,
+        "the second query is answered from the cache"
+    );
+    assert!(
+        second.answers[0].ttl < first.answers[0].ttl,
+        "{} !< {}",
+        second.answers[0].ttl,
+        first.answers[0].ttl
+    );
     // A capped cache lifetime caps what clients see, too.
     let sky = skydns_with(&[&up], &["-cache-max-ttl", "10"]).await;
     let msg = sky.query("capped.example.", RecordType::A).await;
@@ -121,7 +156,9 @@ async fn identical_concurrent_queries_are_sent_upstream_once() {
     let mut all = Vec::new();
     for _ in 0..10 {
         let dns = sky.dns;
-        all.push(tokio::spawn(async move { skydns_tests::udp_query(dns, "slow.example.", RecordType::A).await }));
+        all.push(tokio::spawn(async move {
+            skydns_tests::udp_query(dns, "slow.example.", RecordType::A).await
+        }));
     }
     for t in all {
         let msg = t.await.expect("task").expect("answer");
@@ -134,13 +171,22 @@ async fn identical_concurrent_queries_are_sent_upstream_once() {
 async fn clients_outside_allow_recursion_are_refused_but_get_our_names() {
     let up = Stub::start("127.0.0.1:0", Behavior::Answer).await;
     let sky = skydns_with(&[&up], &["-allow-recursion", "127.0.0.2/32"]).await;
-    sky.client.add_service("1", &service("web", "prod", "", "127.0.0.9", 80, 60)).await.expect("add");
+    sky.client
+        .add_service("1", &service("web", "prod", "", "127.0.0.9", 80, 60))
+        .await
+        .expect("add");
     let t = Duration::from_secs(3);
-    let refused = ask_from("127.0.0.1:0", &sky, "outside.example.", t).await.expect("answer");
+    let refused = ask_from("127.0.0.1:0", &sky, "outside.example.", t)
+        .await
+        .expect("answer");
     assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
-    let ours = ask_from("127.0.0.1:0", &sky, "web.prod.skydns.local.", t).await.expect("answer");
+    let ours = ask_from("127.0.0.1:0", &sky, "web.prod.skydns.local.", t)
+        .await
+        .expect("answer");
     assert_eq!(a_records(&ours), ["127.0.0.9"]);
-    let allowed = ask_from("127.0.0.2:0", &sky, "outside.example.", t).await.expect("answer");
+    let allowed = ask_from("127.0.0.2:0", &sky, "outside.example.", t)
+        .await
+        .expect("answer");
     assert_eq!(a_records(&allowed), [ANSWER.to_string()]);
     assert_eq!(up.udp_queries(), 1);
 }
@@ -151,7 +197,12 @@ async fn no_forward_refuses_outside_names() {
     let sky = skydns_with(&[&up], &["-no-forward"]).await;
     let msg = sky.query("outside.example.", RecordType::A).await;
     assert_eq!(msg.metadata.response_code, ResponseCode::Refused);
-    let msg = tcp_query(sky.dns, &query_message("outside.example.", RecordType::A, None)).await.expect("tcp");
+    let msg = tcp_query(
+        sky.dns,
+        &query_message("outside.example.", RecordType::A, None),
+    )
+    .await
+    .expect("tcp");
     assert_eq!(msg.metadata.response_code, ResponseCode::Refused);
     assert_eq!(up.udp_queries() + up.tcp_queries(), 0);
 }
@@ -162,8 +213,35 @@ async fn nameserver_can_be_a_resolv_conf_file() {
     let up = Stub::start("127.0.0.77:53", Behavior::Answer).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("resolv.conf");
-    std::fs::write(&file, "# test\nsearch example\nnameserver 127.0.0.77\noptions ndots:1\n").expect("write");
+    std::fs::write(
+        &file,
+        "# test\nsearch example\nnameserver 127.0.0.77\noptions ndots:1\n",
+    )
+    .expect("write");
     let sky = SkyDns::start(&["-nameserver", file.to_str().expect("utf8")]).await;
     let msg = sky.query("viafile.example.", RecordType::A).await;
     assert_eq!(a_records(&msg), [ANSWER.to_string()]);
+}
+
+#[tokio::test]
+async fn an_upstream_that_keeps_failing_is_skipped() {
+    let dead = Stub::start("127.0.0.1:0", Behavior::Drop).await;
+    let up = Stub::start("127.0.0.1:0", Behavior::Answer).await;
+    let sky = skydns_with(&[&dead, &up], &["-forward-timeout", "1s"]).await;
+    let t = Duration::from_secs(4);
+    for name in ["s1.example.", "s2.example."] {
+        ask_from("127.0.0.1:0", &sky, name, t)
+            .await
+            .expect("answer");
+    }
+    let start = Instant::now();
+    let msg = ask_from("127.0.0.1:0", &sky, "s3.example.", t)
+        .await
+        .expect("answer");
+    assert_eq!(a_records(&msg), [ANSWER.to_string()]);
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "dead upstream still tried first: {:?}",
+        start.elapsed()
+    );
 }

@@ -36,8 +36,10 @@ use cache::{Cache, CacheKey};
 
 /// Failures in a row after which an upstream is moved to the back.
 const FAILS_BEFORE_BACKOFF: u32 = 2;
-/// How long a failing upstream stays at the back before it is tried first again.
-const BACKOFF: Duration = Duration::from_secs(10);
+/// How long a failing upstream stays at the back unless a probe revives it.
+const BACKOFF: Duration = Duration::from_secs(30);
+/// How often upstreams at the back are probed.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Largest UDP reply accepted from an upstream.
 const MAX_UPSTREAM_UDP: usize = 4096;
 
@@ -200,6 +202,50 @@ impl Forwarder {
         outcome
     }
 
+    /// Probes upstreams marked down every [`PROBE_EVERY`] with a `. NS`
+    /// query; one that answers is put back in front. Runs until `token` fires.
+    pub async fn run_probes(self: Arc<Self>, token: tokio_util::sync::CancellationToken) {
+        let probe = Query::query(
+            hickory_proto::rr::Name::root(),
+            hickory_proto::rr::RecordType::NS,
+        );
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let down: Vec<usize> = self
+                .health
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| {
+                    h.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .down_until
+                        .is_some()
+                })
+                .map(|(i, _)| i)
+                .collect();
+            for i in down {
+                let Some(&upstream) = self.options.upstreams.get(i) else {
+                    continue;
+                };
+                let request = upstream_request(&probe, None);
+                let ok = matches!(
+                    tokio::time::timeout(self.options.timeout, udp_exchange(upstream, &request))
+                        .await,
+                    Ok(Ok(_))
+                );
+                if ok {
+                    tracing::info!(%upstream, "upstream answers again");
+                    self.mark(i, true);
+                }
+            }
+        }
+    }
+
     /// Upstream indexes, healthy ones first.
     fn order(&self) -> Vec<usize> {
         let now = Instant::now();
@@ -259,7 +305,12 @@ impl Forwarder {
                 Some(mut msg) if msg.metadata.response_code != ResponseCode::ServFail => {
                     // What clients see never outlives what the cache may keep.
                     let cap = self.options.cache_max_ttl;
-                    for r in msg.answers.iter_mut().chain(&mut msg.authorities).chain(&mut msg.additionals) {
+                    for r in msg
+                        .answers
+                        .iter_mut()
+                        .chain(&mut msg.authorities)
+                        .chain(&mut msg.additionals)
+                    {
                         r.ttl = r.ttl.min(cap);
                     }
                     self.metrics.latency.observe(start.elapsed().as_secs_f64());
