@@ -224,7 +224,11 @@ pub async fn udp_query(
 
 /// Sends raw bytes over UDP; the raw answer, or `None` on timeout.
 pub async fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    let bind = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+    let bind = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
     udp_raw_from(bind, server, bytes, QUERY_TIMEOUT).await
 }
 
@@ -239,7 +243,10 @@ pub async fn udp_raw_from(
     let sock = UdpSocket::bind(bind).await.ok()?;
     sock.send_to(bytes, server).await.ok()?;
     let mut buf = vec![0u8; 65535];
-    let (n, _) = tokio::time::timeout(timeout, sock.recv_from(&mut buf)).await.ok()?.ok()?;
+    let (n, _) = tokio::time::timeout(timeout, sock.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
     buf.truncate(n);
     Some(buf)
 }
@@ -368,7 +375,10 @@ pub async fn http(
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         if let Some(b) = body {
-            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
         }
         head.push_str("\r\n");
         let mut out = head.into_bytes();
@@ -388,11 +398,16 @@ pub async fn http(
         }
         parse_http(&buf)
     };
-    tokio::time::timeout(Duration::from_secs(5), fut).await.map_err(|_| "HTTP request timed out".to_string())?
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .map_err(|_| "HTTP request timed out".to_string())?
 }
 
 fn parse_http(buf: &[u8]) -> Result<HttpReply, String> {
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no complete HTTP header")?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no complete HTTP header")?;
     let headers = String::from_utf8_lossy(buf.get(..split).unwrap_or_default()).into_owned();
     let raw_body = buf.get(split + 4..).unwrap_or_default();
     let status = headers
@@ -400,17 +415,29 @@ fn parse_http(buf: &[u8]) -> Result<HttpReply, String> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("bad status line: {headers}"))?;
-    let chunked = headers
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(raw_body)? } else { raw_body.to_vec() };
-    Ok(HttpReply { status, headers, body })
+    let chunked = headers.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(raw_body)?
+    } else {
+        raw_body.to_vec()
+    };
+    Ok(HttpReply {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let eol = raw.windows(2).position(|w| w == b"\r\n").ok_or("bad chunk")?;
+        let eol = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunk")?;
         let size_line = String::from_utf8_lossy(raw.get(..eol).unwrap_or_default()).into_owned();
         let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|e| format!("bad chunk size {size_line:?}: {e}"))?;

@@ -14,7 +14,10 @@ use std::{
 
 use hickory_proto::{
     op::{Message, MessageType, ResponseCode},
-    rr::{Name, RData, Record, rdata::{A, SOA}},
+    rr::{
+        Name, RData, Record,
+        rdata::{A, SOA},
+    },
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -65,9 +68,24 @@ impl Drop for Stub {
 impl Stub {
     /// Starts a stub on `ip` (port 0: any free port).
     pub async fn start(addr: &str, behavior: Behavior) -> Self {
-        let udp = UdpSocket::bind(addr).await.unwrap_or_else(|e| panic!("stub udp bind {addr}: {e}"));
+        // With port 0, find a port free for both UDP and TCP.
+        let mut bound = None;
+        for _ in 0..32 {
+            let udp = UdpSocket::bind(addr)
+                .await
+                .unwrap_or_else(|e| panic!("stub udp bind {addr}: {e}"));
+            let local = udp.local_addr().expect("stub addr");
+            match TcpListener::bind(local).await {
+                Ok(tcp) => {
+                    bound = Some((udp, tcp));
+                    break;
+                }
+                Err(_) if addr.ends_with(":0") => continue,
+                Err(e) => panic!("stub tcp bind {local}: {e}"),
+            }
+        }
+        let (udp, tcp) = bound.expect("no port free for both UDP and TCP");
         let addr = udp.local_addr().expect("stub addr");
-        let tcp = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("stub tcp bind {addr}: {e}"));
         let udp_count = Arc::new(AtomicUsize::new(0));
         let tcp_count = Arc::new(AtomicUsize::new(0));
         let udp = Arc::new(udp);
@@ -75,9 +93,13 @@ impl Stub {
         let udp_task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
-                let Ok((n, from)) = udp.recv_from(&mut buf).await else { return };
+                let Ok((n, from)) = udp.recv_from(&mut buf).await else {
+                    return;
+                };
                 uc.fetch_add(1, Ordering::SeqCst);
-                let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
                 let udp = Arc::clone(&udp);
                 tokio::spawn(async move {
                     if behavior == Behavior::Drop {
@@ -99,7 +121,9 @@ impl Stub {
         });
         let tcp_task = tokio::spawn(async move {
             loop {
-                let Ok((mut s, _)) = tcp.accept().await else { return };
+                let Ok((mut s, _)) = tcp.accept().await else {
+                    return;
+                };
                 tc.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut len = [0u8; 2];
@@ -110,7 +134,9 @@ impl Stub {
                     if s.read_exact(&mut buf).await.is_err() {
                         return;
                     }
-                    let Ok(query) = Message::from_vec(&buf) else { return };
+                    let Ok(query) = Message::from_vec(&buf) else {
+                        return;
+                    };
                     if behavior == Behavior::Drop {
                         tokio::time::sleep(Duration::from_secs(30)).await;
                         return;
@@ -122,7 +148,12 @@ impl Stub {
                 });
             }
         });
-        Self { addr, udp_count, tcp_count, tasks: vec![udp_task, tcp_task] }
+        Self {
+            addr,
+            udp_count,
+            tcp_count,
+            tasks: vec![udp_task, tcp_task],
+        }
     }
 
     /// UDP queries received.
@@ -137,12 +168,20 @@ impl Stub {
 }
 
 fn a_record(query: &Message, ip: Ipv4Addr) -> Record {
-    let name = query.queries.first().map(|q| q.name().clone()).unwrap_or_else(Name::root);
+    let name = query
+        .queries
+        .first()
+        .map(|q| q.name().clone())
+        .unwrap_or_else(Name::root);
     Record::from_rdata(name, TTL, RData::A(A(ip)))
 }
 
 fn reply(query: &Message, behavior: Behavior, udp: bool) -> Message {
-    let mut m = Message::new(query.metadata.id, MessageType::Response, query.metadata.op_code);
+    let mut m = Message::new(
+        query.metadata.id,
+        MessageType::Response,
+        query.metadata.op_code,
+    );
     m.metadata.recursion_desired = query.metadata.recursion_desired;
     m.metadata.recursion_available = true;
     m.add_queries(query.queries.clone());

@@ -169,7 +169,7 @@ impl DnsHandler {
         let now = now_ms();
         let relative: Vec<&[u8]> = qname
             .iter()
-            .take(usize::from(qname.num_labels()).saturating_sub(zone.labels))
+            .take(qname.iter().count().saturating_sub(zone.labels))
             .collect();
         let mut reply = Reply {
             authoritative: true,
