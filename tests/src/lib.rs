@@ -112,14 +112,11 @@ impl SkyDns {
             }
         });
         let addrs = tokio::time::timeout(START_TIMEOUT, rx.recv()).await;
-        let (dns, http) = match addrs {
-            Ok(Some(a)) => a,
-            _ => {
-                let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
-                let out = log.lock().map(|l| l.clone()).unwrap_or_default();
-                let _ = child.start_kill();
-                return Err(format!("skydns did not start:\n{out}"));
-            }
+        let Ok(Some((dns, http))) = addrs else {
+            let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+            let out = log.lock().map(|l| l.clone()).unwrap_or_default();
+            let _ = child.start_kill();
+            return Err(format!("skydns did not start:\n{out}"));
         };
         let client = Client::new(&format!("http://{http}")).map_err(|e| e.to_string())?;
         Ok(Self {

@@ -210,7 +210,7 @@ async fn no_forward_refuses_outside_names() {
 #[tokio::test]
 async fn nameserver_can_be_a_resolv_conf_file() {
     // A resolv.conf names IPs only (port 53): the stub takes port 53 on a loopback address of its own.
-    let up = Stub::start("127.0.0.77:53", Behavior::Answer).await;
+    let _up = Stub::start("127.0.0.77:53", Behavior::Answer).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("resolv.conf");
     std::fs::write(

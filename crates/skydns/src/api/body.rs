@@ -39,22 +39,17 @@ fn check_types(map: &Map<String, Value>) -> Result<(), ApiError> {
             return Err(ApiError::bad_field(k, format!("{k} must be a string")));
         }
         match k {
-            "Port" => {
-                let ok = value.as_u64().is_some_and(|p| (1..=65535).contains(&p));
-                if !ok {
-                    return Err(ApiError::bad_field(
-                        "Port",
-                        "Port must be an integer from 1 to 65535",
-                    ));
-                }
+            "Port" if !value.as_u64().is_some_and(|p| (1..=65535).contains(&p)) => {
+                return Err(ApiError::bad_field(
+                    "Port",
+                    "Port must be an integer from 1 to 65535",
+                ));
             }
-            "TTL" => {
-                if value.as_u64().is_none_or(|t| t > u64::from(u32::MAX)) {
-                    return Err(ApiError::bad_field(
-                        "TTL",
-                        "TTL must be a whole number of seconds",
-                    ));
-                }
+            "TTL" if value.as_u64().is_none_or(|t| t > u64::from(u32::MAX)) => {
+                return Err(ApiError::bad_field(
+                    "TTL",
+                    "TTL must be a whole number of seconds",
+                ));
             }
             "NoExpire" if !value.is_boolean() => {
                 return Err(ApiError::bad_field(

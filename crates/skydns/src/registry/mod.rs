@@ -192,6 +192,9 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// A min-heap of (deadline in ms, uuid).
+type Deadlines = BinaryHeap<Reverse<(u64, Arc<str>)>>;
+
 struct Inner {
     /// uuid → entry. Entries are immutable but for their deadline; a change of
     /// callbacks replaces the `Arc`.
@@ -205,7 +208,7 @@ struct Inner {
     /// Deadlines for the reaper, lazily invalidated: a popped deadline that no
     /// longer matches its entry (heartbeat, removal) is ignored. A std mutex:
     /// held only for a push or pop, never across `.await`.
-    deadlines: Mutex<BinaryHeap<Reverse<(u64, Arc<str>)>>>,
+    deadlines: Mutex<Deadlines>,
     deadline_changed: Notify,
     /// Heartbeat deadlines not yet written to the store (flushed every second).
     dirty: Mutex<HashMap<Arc<str>, u64>>,
