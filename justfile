@@ -1,0 +1,29 @@
+# Developer shortcuts (install just with `cargo install just --locked`).
+# CI does not use just: it runs scripts/test-all.sh through .ci/run.
+
+# Format check, lint, then every test.
+default: fmt-check clippy test
+
+# Install what the tests need (apt, idempotent), then fmt, clippy, build and every test.
+test:
+    scripts/test-all.sh
+
+# Run skydns on its embedded defaults, on unprivileged ports, with the redb store in ./data.
+run-dns:
+    cargo run --release -p skydns -- -dns 127.0.0.1:5353 -http 127.0.0.1:8080 -data ./data
+
+# dnsperf against the release binary; writes the figures to docs/performance.md.
+bench-dns:
+    scripts/bench-dns.sh
+
+# Format the workspace.
+fmt:
+    cargo fmt --all
+
+# Check formatting without changing files.
+fmt-check:
+    cargo fmt --all -- --check
+
+# Lint every target; warnings are errors.
+clippy:
+    cargo clippy --workspace --all-targets --locked -- -D warnings

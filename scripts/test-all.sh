@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The one command that checks everything on a fresh machine (Debian 12, root):
+# installs what the tests need (idempotently), then runs format check, clippy,
+# build and every test. `.ci/run` calls exactly this.
+#
+#   scripts/test-all.sh
+#
+# Stages:
+#   1. tools      apt-get install dig, kdig, curl, openssl (+ CA certificates),
+#                 only when one of those binaries is missing
+#   2. fmt        cargo fmt --all -- --check          (skipped if rustfmt is absent)
+#   3. clippy     cargo clippy ... -D warnings         (skipped if clippy is absent)
+#   4. build      cargo build --workspace --bins --locked
+#                 (the integration tests spawn target/debug/skydns)
+#   5. docker     a Docker engine must answer, but only once Docker tests exist
+#                 (marker: crates/skydock/Cargo.toml)
+#   6. test       cargo test --workspace --locked -- --test-threads 4
+#
+# Nothing here talks to anything but loopback, except apt-get in stage 1.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Docker tests arrive with the skydock crate; until it is a real crate there is
+# nothing that needs the engine.
+DOCKER_MARKER="crates/skydock/Cargo.toml"
+TEST_THREADS="${TEST_THREADS:-4}"
+
+stage_no=0
+stage() {
+    stage_no=$((stage_no + 1))
+    printf '\n==> [%d/6] %s\n' "$stage_no" "$*"
+}
+
+# --- 1. tools --------------------------------------------------------------
+stage "tools: dig kdig curl openssl"
+missing=()
+for bin in dig kdig curl openssl; do
+    command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
+done
+if ((${#missing[@]} > 0)); then
+    echo "missing: ${missing[*]}; installing with apt-get"
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || {
+            echo "need root (or sudo) to apt-get install: ${missing[*]}" >&2
+            exit 1
+        }
+        SUDO=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
+        dnsutils knot-dnsutils curl openssl ca-certificates
+else
+    echo "all present"
+fi
+
+# --- 2. fmt ----------------------------------------------------------------
+stage "fmt: cargo fmt --all -- --check"
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all -- --check
+else
+    echo "note: rustfmt is not installed (and rustup cannot download it here): format check skipped"
+fi
+
+# --- 3. clippy -------------------------------------------------------------
+stage "clippy: cargo clippy --workspace --all-targets --locked -- -D warnings"
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+else
+    echo "note: clippy is not installed (and rustup cannot download it here): lint skipped"
+fi
+
+# --- 4. build --------------------------------------------------------------
+stage "build: cargo build --workspace --bins --locked"
+cargo build --workspace --bins --locked
+
+# --- 5. docker -------------------------------------------------------------
+stage "docker: engine check"
+if [[ -e "$DOCKER_MARKER" ]]; then
+    if ! docker info >/dev/null 2>&1; then
+        echo "docker engine not reachable at /var/run/docker.sock: Docker tests cannot run"
+        exit 1
+    fi
+    echo "docker engine answers"
+else
+    echo "no Docker tests yet ($DOCKER_MARKER absent): check skipped"
+fi
+
+# --- 6. test ---------------------------------------------------------------
+stage "test: cargo test --workspace --locked -- --test-threads $TEST_THREADS"
+cargo test --workspace --locked -- --test-threads "$TEST_THREADS"
+
+echo
+echo "==> all stages passed"
