@@ -2,5 +2,6 @@
 
 mod api;
 mod dns;
+mod embedded;
 mod forward;
 mod process;
