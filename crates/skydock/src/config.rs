@@ -1,0 +1,238 @@
+//! skydock's configuration: [`Cli`] (the original Skydock's single-dash flags
+//! plus `--long` ones and `SKYDOCK_*` env vars) → validated [`Config`].
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::{Error, naming::Defaults};
+
+/// Command line of the `skydock` binary.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "skydock",
+    version,
+    about = "Registers Docker containers in skydns"
+)]
+pub struct Cli {
+    /// Path of the Docker socket (default: DOCKER_HOST, else /var/run/docker.sock).
+    #[arg(short = 's', long = "socket", env = "SKYDOCK_SOCKET")]
+    pub socket: Option<String>,
+    /// URL of the skydns HTTP API (`http://172.17.0.2:8080`).
+    #[arg(long, env = "SKYDOCK_SKYDNS")]
+    pub skydns: Option<String>,
+    /// Name of the skydns container: its IP is looked up through Docker.
+    #[arg(long, env = "SKYDOCK_NAME")]
+    pub name: Option<String>,
+    /// skydns `-secret`, sent as the Authorization header.
+    #[arg(long, env = "SKYDOCK_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// The domain skydns serves (for log lines).
+    #[arg(long, env = "SKYDOCK_DOMAIN", default_value = "skydns.local")]
+    pub domain: String,
+    /// Environment containers are registered in.
+    #[arg(long, env = "SKYDOCK_ENVIRONMENT", default_value = "dev")]
+    pub environment: String,
+    /// Region registered with every container (several hosts, one skydns).
+    #[arg(long, env = "SKYDOCK_REGION", default_value = "")]
+    pub region: String,
+    /// TTL of registrations in seconds.
+    #[arg(long, env = "SKYDOCK_TTL", default_value_t = 60)]
+    pub ttl: u32,
+    /// Heartbeat interval in seconds (default: TTL - TTL/4).
+    #[arg(long, env = "SKYDOCK_BEAT", default_value_t = 0)]
+    pub beat: u64,
+    /// Concurrent HTTP calls to skydns.
+    #[arg(long, env = "SKYDOCK_WORKERS", default_value_t = 3)]
+    pub workers: usize,
+    /// JavaScript plugin file (the original's `createService(container)` contract).
+    #[arg(long, env = "SKYDOCK_PLUGINS")]
+    pub plugins: Option<String>,
+    /// Register the container's IP on this Docker network (default: its first).
+    #[arg(long, env = "SKYDOCK_NETWORK")]
+    pub network: Option<String>,
+    /// Address registered for containers run with `--net=host`.
+    #[arg(long, env = "SKYDOCK_IP")]
+    pub ip: Option<String>,
+    /// Seconds between full reconciles with Docker and skydns.
+    #[arg(long, env = "SKYDOCK_RESYNC", default_value_t = 60)]
+    pub resync: u64,
+    /// Remove this agent's registrations on exit instead of letting them expire.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub deregister_on_exit: bool,
+    /// Owner recorded with each registration (default: skydock@<hostname>).
+    #[arg(long, env = "SKYDOCK_OWNER")]
+    pub owner: Option<String>,
+    /// Log filter.
+    #[arg(long, env = "SKYDOCK_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}
+
+impl Cli {
+    /// Parses the process's arguments, accepting the original's single-dash spelling.
+    pub fn parse_args() -> Self {
+        Self::parse_from(skydns_api::go_flags::normalize(
+            std::env::args(),
+            &['s', 'h', 'V'],
+        ))
+    }
+}
+
+/// Where skydns is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkydnsLocation {
+    /// A URL.
+    Url(String),
+    /// A container whose IP is looked up through Docker (port 8080).
+    Container(String),
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Docker socket path, or `None` for `DOCKER_HOST`/the default.
+    pub socket: Option<String>,
+    /// Where skydns is.
+    pub skydns: SkydnsLocation,
+    /// API secret.
+    pub secret: Option<String>,
+    /// Per-container defaults.
+    pub defaults: Defaults,
+    /// Heartbeat interval.
+    pub beat: Duration,
+    /// Reconcile interval.
+    pub resync: Duration,
+    /// Concurrent heartbeats.
+    pub workers: usize,
+    /// Remove registrations on exit.
+    pub deregister_on_exit: bool,
+    /// Plugin file.
+    pub plugins: Option<String>,
+}
+
+impl Config {
+    /// Validates `cli`; `link_addr` is the `-link skydns:skydns` variable
+    /// `SKYDNS_PORT_8080_TCP_ADDR` (with its `_PORT`), passed in by the binary.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the flag at fault.
+    pub fn from_cli(cli: Cli, link_addr: Option<(String, String)>) -> Result<Self, Error> {
+        if cli.ttl == 0 {
+            return Err(Error::Config("-ttl must be at least 1 second".into()));
+        }
+        let skydns = match (cli.skydns, link_addr, cli.name) {
+            (Some(url), _, _) => {
+                let url = if url.contains("://") {
+                    url
+                } else {
+                    format!("http://{url}")
+                };
+                SkydnsLocation::Url(url)
+            }
+            (None, Some((addr, port)), _) => SkydnsLocation::Url(format!("http://{addr}:{port}")),
+            (None, None, Some(name)) => SkydnsLocation::Container(name),
+            (None, None, None) => {
+                return Err(Error::Config(
+                    "where is skydns? pass -skydns http://IP:8080, -name <skydns container>, or link it (-link skydns:skydns)".into(),
+                ));
+            }
+        };
+        let beat = if cli.beat == 0 {
+            u64::from(cli.ttl - cli.ttl / 4)
+        } else {
+            cli.beat
+        };
+        if beat >= u64::from(cli.ttl) {
+            tracing::warn!(
+                beat,
+                ttl = cli.ttl,
+                "-beat is not shorter than -ttl: registrations will expire between beats"
+            );
+        }
+        let owner = cli
+            .owner
+            .unwrap_or_else(|| format!("skydock@{}", hostname()));
+        Ok(Self {
+            socket: cli.socket,
+            skydns,
+            secret: cli.secret.filter(|s| !s.is_empty()),
+            defaults: Defaults {
+                environment: cli.environment,
+                region: cli.region,
+                ttl: cli.ttl,
+                network: cli.network,
+                host_ip: cli.ip,
+                owner,
+            },
+            beat: Duration::from_secs(beat.max(1)),
+            resync: Duration::from_secs(cli.resync.max(1)),
+            workers: cli.workers.max(1),
+            deregister_on_exit: cli.deregister_on_exit,
+            plugins: cli.plugins,
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, Error> {
+        let mut v = vec!["skydock".to_string()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        let cli = Cli::try_parse_from(skydns_api::go_flags::normalize(v, &['s', 'h', 'V']))
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Config::from_cli(cli, None)
+    }
+
+    #[test]
+    fn the_original_readme_command_line_parses() {
+        let c = parse(&[
+            "-ttl",
+            "30",
+            "-environment",
+            "dev",
+            "-s",
+            "/docker.sock",
+            "-domain",
+            "docker",
+            "-name",
+            "skydns",
+        ])
+        .expect("parses");
+        assert_eq!(c.socket.as_deref(), Some("/docker.sock"));
+        assert_eq!(c.skydns, SkydnsLocation::Container("skydns".into()));
+        assert_eq!(c.beat, Duration::from_secs(23));
+        assert_eq!(c.defaults.ttl, 30);
+    }
+
+    #[test]
+    fn skydns_location_is_required_and_urls_are_completed() {
+        assert!(parse(&[]).is_err());
+        let c = parse(&[
+            "-skydns",
+            "127.0.0.1:8080",
+            "-beat=5",
+            "-deregister-on-exit",
+        ])
+        .expect("parses");
+        assert_eq!(
+            c.skydns,
+            SkydnsLocation::Url("http://127.0.0.1:8080".into())
+        );
+        assert_eq!(c.beat, Duration::from_secs(5));
+        assert!(c.deregister_on_exit);
+    }
+}

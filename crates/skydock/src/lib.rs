@@ -1,0 +1,90 @@
+//! skydock: registers every Docker container in skydns, over skydns's HTTP
+//! API only, with heartbeats, and reconciles so that names never drift.
+//!
+//! # Layout
+//! - [`config`]: flags/env ([`Cli`]) → [`Config`].
+//! - [`docker`]: the Docker event loop's source — connecting, inspecting,
+//!   listing, typed container events (bollard).
+//! - [`naming`]: pure mapping of a container to its registrations.
+//! - [`agent`]: the loop that applies events, heartbeats and reconciles.
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod config;
+pub mod docker;
+pub mod naming;
+
+pub use agent::Agent;
+pub use config::{Cli, Config, SkydnsLocation};
+
+use tokio_util::sync::CancellationToken;
+
+/// What skydock can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The Docker engine failed or is unreachable.
+    #[error("docker: {0}")]
+    Docker(String),
+    /// The skydns client could not be built.
+    #[error(transparent)]
+    Client(#[from] skydns_api::ClientError),
+}
+
+/// Runs skydock until `token` is cancelled: connects to Docker (retrying),
+/// finds skydns, then runs the [`Agent`].
+///
+/// # Errors
+/// [`Error::Config`] for an unusable configuration (a plugin file, say).
+pub async fn run(config: Config, token: CancellationToken) -> Result<(), Error> {
+    if let Some(path) = &config.plugins {
+        return Err(Error::Config(format!(
+            "-plugins {path}: JavaScript plugins are not supported yet; the built-in mapping equals the original default.js and containerEnv.js"
+        )));
+    }
+    let socket = config.socket.clone();
+    let Some(docker) = agent::retry_until("Docker engine unreachable", &token, || {
+        docker::connect(socket.as_deref())
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let url = match &config.skydns {
+        SkydnsLocation::Url(url) => url.clone(),
+        SkydnsLocation::Container(name) => {
+            let Some(url) = agent::retry_until("cannot find the skydns container", &token, || {
+                let docker = docker.clone();
+                let name = name.clone();
+                async move { skydns_url_of(&docker, &name).await }
+            })
+            .await
+            else {
+                return Ok(());
+            };
+            url
+        }
+    };
+    let mut client = skydns_api::Client::new(&url)?;
+    if let Some(secret) = &config.secret {
+        client = client.with_secret(secret.clone());
+    }
+    tracing::info!(skydns = %url, owner = %config.defaults.owner, environment = %config.defaults.environment, "skydock starting");
+    Agent::new(docker, client, config).run(token).await
+}
+
+/// `http://<ip>:8080` of the container named `name`.
+async fn skydns_url_of(docker: &bollard::Docker, name: &str) -> Result<String, Error> {
+    let info = docker::inspect(docker, name)
+        .await?
+        .ok_or_else(|| Error::Docker(format!("no container named {name}")))?;
+    let ip = info
+        .networks
+        .first()
+        .map(|(_, ip)| ip.clone())
+        .ok_or_else(|| Error::Docker(format!("container {name} has no IP")))?;
+    Ok(format!("http://{ip}:8080"))
+}

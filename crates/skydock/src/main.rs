@@ -1,0 +1,64 @@
+//! The `skydock` binary: parse flags, set up logging, run the library until SIGTERM.
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("skydock: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = skydock::Cli::parse_args();
+    let filter = EnvFilter::try_new(&cli.log_level)
+        .with_context(|| format!("-log-level {:?}", cli.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format.as_str() {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("-log-format {other:?}: use text or json"),
+    }
+    let link = std::env::var("SKYDNS_PORT_8080_TCP_ADDR").ok().map(|addr| {
+        (
+            addr,
+            std::env::var("SKYDNS_PORT_8080_TCP_PORT").unwrap_or_else(|_| "8080".into()),
+        )
+    });
+    let config = skydock::Config::from_cli(cli, link)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let token = CancellationToken::new();
+        let stopper = token.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            stopper.cancel();
+        });
+        skydock::run(config, token).await
+    })?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
