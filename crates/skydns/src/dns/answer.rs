@@ -47,15 +47,20 @@ pub fn address_records(
     ttl: TtlPolicy,
     now_ms: u64,
 ) -> Vec<Record> {
+    // One record per address: a container registered once per port must not
+    // be answered several times (a record set holds no duplicates).
+    let mut seen = std::collections::HashSet::new();
     entries
         .iter()
         .filter_map(|e| {
-            let rdata = match (e.ip?, v6) {
+            let ip = e.ip?;
+            let rdata = match (ip, v6) {
                 (IpAddr::V4(ip), false) => RData::A(A(ip)),
                 (IpAddr::V6(ip), true) => RData::AAAA(AAAA(ip)),
                 _ => return None,
             };
-            Some(Record::from_rdata(owner.clone(), ttl.ttl(e, now_ms), rdata))
+            seen.insert(ip)
+                .then(|| Record::from_rdata(owner.clone(), ttl.ttl(e, now_ms), rdata))
         })
         .collect()
 }
@@ -187,6 +192,19 @@ mod tests {
         assert_eq!(glue.len(), 4, "one glue record per IP host");
         assert_eq!(glue[0].name, n("a.d."));
         assert!(matches!(&srv[1].data, RData::SRV(s) if s.target == n("web2.site.com.")));
+    }
+
+    #[test]
+    fn one_address_record_per_ip() {
+        let e = [
+            entry("a", "10.0.0.1", ""),
+            entry("b", "10.0.0.1", ""),
+            entry("c", "10.0.0.2", ""),
+        ];
+        assert_eq!(
+            address_records(&n("x."), &e, false, TTL, 1_000_000).len(),
+            2
+        );
     }
 
     #[test]
