@@ -14,6 +14,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
@@ -27,6 +28,7 @@ use crate::{
     config::Config,
     docker::{self, ContainerEvent, EventKind},
     naming::{self, Registration},
+    plugins::Plugin,
 };
 
 /// Docker's container events, boxed so a reconnect can swap in a new stream.
@@ -43,17 +45,25 @@ pub struct Agent {
     /// Containers sent a stop signal and still draining: kept out of DNS
     /// even while they still run, until they start again.
     stopping: HashSet<String>,
+    /// `-plugins`: replaces the built-in mapping.
+    plugin: Option<Arc<Plugin>>,
 }
 
 impl Agent {
     /// An agent talking to `docker` and to skydns through `client`.
-    pub fn new(docker: Docker, client: Client, config: Config) -> Self {
+    pub fn new(
+        docker: Docker,
+        client: Client,
+        config: Config,
+        plugin: Option<Arc<Plugin>>,
+    ) -> Self {
         Self {
             docker,
             client,
             config,
             desired: HashMap::new(),
             stopping: HashSet::new(),
+            plugin,
         }
     }
 
@@ -195,7 +205,18 @@ impl Agent {
     }
 
     async fn mapping(&self, info: &naming::ContainerInfo) -> Result<Vec<Registration>, String> {
-        naming::registrations(info, &self.config.defaults).map_err(|e| e.to_string())
+        let Some(plugin) = &self.plugin else {
+            return naming::registrations(info, &self.config.defaults).map_err(|e| e.to_string());
+        };
+        let json = docker::inspect_json(&self.docker, &info.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (plugin, defaults) = (Arc::clone(plugin), self.config.defaults.clone());
+        match tokio::task::spawn_blocking(move || plugin.registration(&json, &defaults)).await {
+            Ok(Ok(reg)) => Ok(vec![reg]),
+            Ok(Err(e)) => Err(format!("plugin error: {e}")),
+            Err(e) => Err(format!("plugin task failed: {e}")),
+        }
     }
 
     /// Removes a container's registrations.

@@ -6,6 +6,7 @@
 //! - [`docker`]: the Docker event loop's source — connecting, inspecting,
 //!   listing, typed container events (bollard).
 //! - [`naming`]: pure mapping of a container to its registrations.
+//! - [`plugins`]: the original's JavaScript `createService(container)` plugins.
 //! - [`agent`]: the loop that applies events, heartbeats and reconciles.
 #![warn(missing_docs)]
 
@@ -13,6 +14,7 @@ pub mod agent;
 pub mod config;
 pub mod docker;
 pub mod naming;
+pub mod plugins;
 
 pub use agent::Agent;
 pub use config::{Cli, Config, SkydnsLocation};
@@ -40,11 +42,13 @@ pub enum Error {
 /// # Errors
 /// [`Error::Config`] for an unusable configuration (a plugin file, say).
 pub async fn run(config: Config, token: CancellationToken) -> Result<(), Error> {
-    if let Some(path) = &config.plugins {
-        return Err(Error::Config(format!(
-            "-plugins {path}: JavaScript plugins are not supported yet; the built-in mapping equals the original default.js and containerEnv.js"
-        )));
-    }
+    let plugin = match &config.plugins {
+        Some(path) => Some(std::sync::Arc::new(plugins::Plugin::load(
+            path,
+            &config.defaults,
+        )?)),
+        None => None,
+    };
     let socket = config.socket.clone();
     let Some(docker) = agent::retry_until("Docker engine unreachable", &token, || {
         docker::connect(socket.as_deref())
@@ -73,7 +77,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), Error> 
         client = client.with_secret(secret.clone());
     }
     tracing::info!(skydns = %url, owner = %config.defaults.owner, environment = %config.defaults.environment, "skydock starting");
-    Agent::new(docker, client, config).run(token).await
+    Agent::new(docker, client, config, plugin).run(token).await
 }
 
 /// `http://<ip>:8080` of the container named `name`.
