@@ -25,6 +25,8 @@ use tokio::{
     process::{Child, Command},
 };
 
+pub mod docker;
+pub mod skydock;
 pub mod stub;
 
 pub use skydns_api::{Callback, Client, ClientError, Service};

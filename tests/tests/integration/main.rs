@@ -2,6 +2,7 @@
 
 mod api;
 mod dns;
+mod docker_infra;
 mod embedded;
 mod forward;
 mod process;
