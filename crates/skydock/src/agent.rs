@@ -26,10 +26,12 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Error,
     config::Config,
+    control::{AgentMetrics, Command},
     docker::{self, ContainerEvent, EventKind},
     naming::{self, Registration},
     plugins::Plugin,
 };
+use tokio::sync::mpsc;
 
 /// Docker's container events, boxed so a reconnect can swap in a new stream.
 type EventStream =
@@ -47,6 +49,8 @@ pub struct Agent {
     stopping: HashSet<String>,
     /// `-plugins`: replaces the built-in mapping.
     plugin: Option<Arc<Plugin>>,
+    metrics: Arc<AgentMetrics>,
+    commands: mpsc::Receiver<Command>,
 }
 
 impl Agent {
@@ -56,6 +60,8 @@ impl Agent {
         client: Client,
         config: Config,
         plugin: Option<Arc<Plugin>>,
+        metrics: Arc<AgentMetrics>,
+        commands: mpsc::Receiver<Command>,
     ) -> Self {
         Self {
             docker,
@@ -64,6 +70,8 @@ impl Agent {
             desired: HashMap::new(),
             stopping: HashSet::new(),
             plugin,
+            metrics,
+            commands,
         }
     }
 
@@ -102,6 +110,7 @@ impl Agent {
                         events = self.reconnect(&token).await;
                     }
                 },
+                Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                 _ = beat.tick() => self.heartbeat_all().await,
                 _ = resync.tick() => {
                     if let Err(e) = self.reconcile().await {
@@ -149,7 +158,31 @@ impl Agent {
         stream
     }
 
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Drain { container, reply } => {
+                let id = match docker::inspect(&self.docker, &container).await {
+                    Ok(Some(info)) => info.id,
+                    Ok(None) => {
+                        let _ = reply.send(Err(format!("no container {container}")));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let n = self.desired.get(&id).map_or(0, Vec::len);
+                self.stopping.insert(id.clone());
+                self.deregister(&id).await;
+                tracing::info!(id = %short(&id), "draining: out of DNS until it starts again");
+                let _ = reply.send(Ok(n));
+            }
+        }
+    }
+
     async fn on_event(&mut self, ev: ContainerEvent) {
+        self.metrics.events.inc();
         tracing::debug!(id = %short(&ev.id), action = %ev.action, "event");
         match ev.kind {
             EventKind::Stopping => {
@@ -201,6 +234,7 @@ impl Agent {
             }
         }
         self.desired.insert(id.to_string(), wanted);
+        self.update_gauge();
         Ok(())
     }
 
@@ -227,6 +261,14 @@ impl Agent {
                 tracing::info!(id = %short(id), uuid = %reg.uuid, "deregistered");
             }
         }
+        self.update_gauge();
+    }
+
+    fn update_gauge(&self) {
+        let n = self.desired.values().map(Vec::len).sum::<usize>();
+        self.metrics
+            .registrations
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Registers one service; if the uuid is taken by this agent's earlier
@@ -277,6 +319,7 @@ impl Agent {
                     Ok(()) => None,
                     Err(ClientError::NotFound(_)) => Some(reg),
                     Err(e) => {
+                        self.metrics.heartbeat_failures.inc();
                         tracing::warn!(uuid = %reg.uuid, error = %e, "heartbeat failed; retrying at the next beat");
                         None
                     }
@@ -329,6 +372,7 @@ impl Agent {
                 {
                     if !wanted.contains(s.uuid.as_str()) {
                         tracing::info!(uuid = %s.uuid, "removing stale registration");
+                        self.metrics.reconcile_fixes.inc();
                         self.delete(&s.uuid).await;
                     }
                 }
@@ -339,6 +383,7 @@ impl Agent {
                     .flatten()
                     .filter(|r| !present.contains(r.uuid.as_str()))
                 {
+                    self.metrics.reconcile_fixes.inc();
                     self.put(reg).await;
                 }
             }

@@ -63,6 +63,9 @@ pub struct Cli {
     /// Owner recorded with each registration (default: skydock@<hostname>).
     #[arg(long, env = "SKYDOCK_OWNER")]
     pub owner: Option<String>,
+    /// Address of skydock's own endpoint (/health, /metrics, POST /drain/{container}); `off` disables it.
+    #[arg(long, env = "SKYDOCK_HTTP", default_value = "127.0.0.1:8081")]
+    pub http: String,
     /// Log filter.
     #[arg(long, env = "SKYDOCK_LOG", default_value = "info")]
     pub log_level: String,
@@ -111,6 +114,8 @@ pub struct Config {
     pub deregister_on_exit: bool,
     /// Plugin file.
     pub plugins: Option<String>,
+    /// Control endpoint address (`None`: off).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -155,6 +160,14 @@ impl Config {
         let owner = cli
             .owner
             .unwrap_or_else(|| format!("skydock@{}", hostname()));
+        let http = match cli.http.as_str() {
+            "" | "off" | "none" => None,
+            addr => Some(addr.parse().map_err(|_| {
+                Error::Config(format!(
+                    "-http {addr:?} is not an IP:port address (or `off`)"
+                ))
+            })?),
+        };
         Ok(Self {
             socket: cli.socket,
             skydns,
@@ -172,6 +185,7 @@ impl Config {
             workers: cli.workers.max(1),
             deregister_on_exit: cli.deregister_on_exit,
             plugins: cli.plugins,
+            http,
         })
     }
 }

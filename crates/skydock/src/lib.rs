@@ -8,13 +8,17 @@
 //! - [`naming`]: pure mapping of a container to its registrations.
 //! - [`plugins`]: the original's JavaScript `createService(container)` plugins.
 //! - [`agent`]: the loop that applies events, heartbeats and reconciles.
+//! - [`control`]: `/health`, `/metrics` and `POST /drain/{container}` (`-http`).
+//! - [`rollout`]: `skydock rollout`, replacing a service's containers with no dropped request.
 #![warn(missing_docs)]
 
 pub mod agent;
 pub mod config;
+pub mod control;
 pub mod docker;
 pub mod naming;
 pub mod plugins;
+pub mod rollout;
 
 pub use agent::Agent;
 pub use config::{Cli, Config, SkydnsLocation};
@@ -31,6 +35,9 @@ pub enum Error {
     /// The Docker engine failed or is unreachable.
     #[error("docker: {0}")]
     Docker(String),
+    /// A rollout failed; the message says what was left running.
+    #[error("rollout: {0}")]
+    Rollout(String),
     /// The skydns client could not be built.
     #[error(transparent)]
     Client(#[from] skydns_api::ClientError),
@@ -77,7 +84,32 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), Error> 
         client = client.with_secret(secret.clone());
     }
     tracing::info!(skydns = %url, owner = %config.defaults.owner, environment = %config.defaults.environment, "skydock starting");
-    Agent::new(docker, client, config, plugin).run(token).await
+    let metrics = std::sync::Arc::new(control::AgentMetrics::default());
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
+    let mut control_task = None;
+    if let Some(addr) = config.http {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let local = listener
+                    .local_addr()
+                    .map_or_else(|_| addr.to_string(), |a| a.to_string());
+                tracing::info!(http = %local, "control endpoint listening (/health, /metrics, POST /drain/{{container}})");
+                let (m, t) = (std::sync::Arc::clone(&metrics), token.child_token());
+                control_task = Some(tokio::spawn(control::serve(listener, m, commands_tx, t)));
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "control endpoint disabled: cannot listen (choose another -http)")
+            }
+        }
+    }
+    let result = Agent::new(docker, client, config, plugin, metrics, commands_rx)
+        .run(token.clone())
+        .await;
+    token.cancel();
+    if let Some(task) = control_task {
+        let _ = task.await;
+    }
+    result
 }
 
 /// `http://<ip>:8080` of the container named `name`.

@@ -12,6 +12,9 @@ fn main() {
 }
 
 fn real_main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("rollout") {
+        return rollout();
+    }
     let cli = skydock::Cli::parse_args();
     let filter = EnvFilter::try_new(&cli.log_level)
         .with_context(|| format!("-log-level {:?}", cli.log_level))?;
@@ -45,6 +48,29 @@ fn real_main() -> anyhow::Result<()> {
         });
         skydock::run(config, token).await
     })?;
+    Ok(())
+}
+
+/// `skydock rollout --service S --image I [--replicas N]`.
+fn rollout() -> anyhow::Result<()> {
+    use clap::Parser;
+    let args = std::env::args()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, a)| a);
+    let cli = skydock::rollout::RolloutCli::parse_from(skydns_api::go_flags::normalize(
+        args,
+        &['s', 'h'],
+    ));
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new("warn").context("log filter")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(skydock::rollout::run(cli))?;
     Ok(())
 }
 
