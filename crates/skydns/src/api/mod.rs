@@ -7,6 +7,7 @@
 mod body;
 mod error;
 mod handlers;
+mod status;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -23,6 +24,28 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub use status::OPENAPI;
+
+/// Every (method, path) the router serves; the OpenAPI document lists
+/// exactly these (a test holds them equal).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("PUT", "/skydns/services/{uuid}"),
+    ("GET", "/skydns/services/{uuid}"),
+    ("PATCH", "/skydns/services/{uuid}"),
+    ("DELETE", "/skydns/services/{uuid}"),
+    ("GET", "/skydns/services/"),
+    ("GET", "/skydns/services"),
+    ("PUT", "/skydns/callbacks/{uuid}"),
+    ("GET", "/skydns/regions/"),
+    ("GET", "/skydns/environments/"),
+    ("GET", "/skydns/expiries/"),
+    ("GET", "/events"),
+    ("GET", "/"),
+    ("GET", "/metrics"),
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/openapi.json"),
+];
 
 use crate::{
     Error,
@@ -71,6 +94,9 @@ pub fn router(registry: Registry, metrics: Arc<Metrics>, secret: Option<String>)
         .route("/skydns/callbacks/{uuid}", put(handlers::add_callback))
         .route("/skydns/regions/", get(handlers::regions))
         .route("/skydns/environments/", get(handlers::environments))
+        .route("/skydns/expiries/", get(status::expiries))
+        .route("/events", get(status::events))
+        .route("/", get(status::page))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_secret,
@@ -79,6 +105,8 @@ pub fn router(registry: Registry, metrics: Arc<Metrics>, secret: Option<String>)
         .merge(skydns)
         .route("/metrics", get(handlers::metrics))
         .route("/health", get(handlers::health))
+        .route("/ready", get(status::ready))
+        .route("/openapi.json", get(status::openapi))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -94,12 +122,34 @@ async fn require_secret(State(state): State<AppState>, req: Request, next: Next)
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        let given = given.strip_prefix(b"Bearer ").unwrap_or(given);
-        if !bool::from(given.ct_eq(secret.as_bytes())) {
-            return ApiError::unauthorized().into_response();
+        if !secret_matches(given, secret.as_bytes()) {
+            let mut resp = ApiError::unauthorized().into_response();
+            // Lets a browser ask for the secret (as the password) for the status page.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"skydns\", charset=\"UTF-8\""),
+            );
+            return resp;
         }
     }
     next.run(req).await
+}
+
+/// True when an Authorization header carries the secret: as SkyDNS v1 sent it
+/// (the bare secret), as `Bearer <secret>`, or as HTTP Basic with the secret
+/// as password (what browsers send for the status page). Compared in
+/// constant time.
+fn secret_matches(given: &[u8], secret: &[u8]) -> bool {
+    use base64::Engine as _;
+    if let Some(b64) = given.strip_prefix(b"Basic ") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_default();
+        let password = decoded.splitn(2, |b| *b == b':').nth(1).unwrap_or_default();
+        return bool::from(password.ct_eq(secret));
+    }
+    let given = given.strip_prefix(b"Bearer ").unwrap_or(given);
+    bool::from(given.ct_eq(secret))
 }
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -169,4 +219,87 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::{body::Body, http::Request as HttpRequest};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{
+        registry::{Registry, RegistryOptions},
+        store::MemoryStore,
+    };
+
+    async fn app() -> Router {
+        let metrics = Arc::new(Metrics::new());
+        let options = RegistryOptions {
+            domain: "skydns.local".into(),
+            no_expire_ttl: 3600,
+        };
+        let (registry, _) = Registry::open(Arc::new(MemoryStore), options, Arc::clone(&metrics))
+            .await
+            .expect("opens");
+        router(registry, metrics, None)
+    }
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in ["get", "put", "patch", "delete", "post"] {
+                if item.get(method).is_some() {
+                    out.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn openapi_lists_exactly_the_routes() {
+        let routes: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_string(), (*p).to_string()))
+            .collect();
+        assert_eq!(documented(), routes);
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_every_listed_route_and_nothing_else_on_those_paths() {
+        let listed: BTreeSet<(String, String)> = documented();
+        let paths: BTreeSet<&String> = listed.iter().map(|(_, p)| p).collect();
+        for path in paths {
+            let concrete = path.replace("{uuid}", "x1");
+            for method in ["GET", "PUT", "PATCH", "DELETE", "POST"] {
+                if path == "/events" && method == "GET" {
+                    continue; // an endless stream; served, as the listing says
+                }
+                let req = HttpRequest::builder()
+                    .method(method)
+                    .uri(&concrete)
+                    .body(Body::from("{}"))
+                    .expect("request");
+                let status = app().await.oneshot(req).await.expect("response").status();
+                let served = status != axum::http::StatusCode::METHOD_NOT_ALLOWED
+                    && status != axum::http::StatusCode::NOT_FOUND
+                    || (status == axum::http::StatusCode::NOT_FOUND && concrete.contains("x1"));
+                let should = listed.contains(&(method.to_string(), path.clone()));
+                assert_eq!(served, should, "{method} {path} answered {status}");
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_are_accepted_bare_bearer_and_basic() {
+        assert!(secret_matches(b"s3cret", b"s3cret"));
+        assert!(secret_matches(b"Bearer s3cret", b"s3cret"));
+        assert!(secret_matches(b"Basic dXNlcjpzM2NyZXQ=", b"s3cret")); // user:s3cret
+        assert!(!secret_matches(b"Basic dXNlcjp3cm9uZw==", b"s3cret")); // user:wrong
+        assert!(!secret_matches(b"s3cret2", b"s3cret"));
+        assert!(!secret_matches(b"", b"s3cret"));
+    }
 }

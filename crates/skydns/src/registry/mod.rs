@@ -158,6 +158,20 @@ impl Entry {
     }
 }
 
+/// What happened to a service, for watchers (`GET /events`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// `registered`, `heartbeat`, `removed` or `expired`.
+    pub kind: &'static str,
+    /// The service as the API shows it at that moment.
+    pub service: Service,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// How many recent expiries are remembered for the status page.
+const RECENT_EXPIRIES: usize = 50;
+
 /// A callback due because its service was removed.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -214,6 +228,10 @@ struct Inner {
     dirty: Mutex<HashMap<Arc<str>, u64>>,
     deliveries: mpsc::UnboundedSender<Delivery>,
     deliveries_rx: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
+    /// Registry changes for watchers; sending with no watcher costs nothing.
+    changes: tokio::sync::broadcast::Sender<Change>,
+    /// The last few expiries, newest last.
+    expiries: Mutex<std::collections::VecDeque<Change>>,
     /// SOA serial: seconds of the last change, strictly increasing.
     serial: AtomicU32,
     options: RegistryOptions,
@@ -250,6 +268,8 @@ impl Registry {
                 dirty: Mutex::new(HashMap::new()),
                 deliveries: tx,
                 deliveries_rx: Mutex::new(Some(rx)),
+                changes: tokio::sync::broadcast::channel(1024).0,
+                expiries: Mutex::new(std::collections::VecDeque::new()),
                 serial: AtomicU32::new(0),
                 options,
                 metrics,
@@ -319,6 +339,8 @@ impl Registry {
             self.unapply(&old);
         }
         tracing::info!(uuid, name = %entry.labels, host = %entry.service.host, port = entry.service.port, "registered");
+        let now = now_ms();
+        self.notify("registered", entry.view(now), now);
         self.apply(entry);
         Ok(())
     }
@@ -341,6 +363,10 @@ impl Registry {
         let id: Arc<str> = Arc::from(entry.service.uuid.as_str());
         self.push_deadline(deadline, Arc::clone(&id));
         lock(&self.inner.dirty).insert(id, deadline);
+        if self.inner.changes.receiver_count() > 0 {
+            let now = now_ms();
+            self.notify("heartbeat", entry.view(now), now);
+        }
         Ok(())
     }
 
@@ -358,6 +384,7 @@ impl Registry {
         let view = entry.view(now_ms());
         self.unapply(&entry);
         tracing::info!(uuid, name = %entry.labels, "removed");
+        self.notify("removed", view.clone(), now_ms());
         self.fire_callbacks(&entry, &view);
         Ok(view)
     }
@@ -556,6 +583,32 @@ impl Registry {
                 tracing::warn!(callback = %cb.uuid, "callback dispatcher stopped; callback dropped");
             }
         }
+    }
+
+    /// Watches registry changes from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The most recent expiries, oldest first.
+    pub fn recent_expiries(&self) -> Vec<Change> {
+        lock(&self.inner.expiries).iter().cloned().collect()
+    }
+
+    fn notify(&self, kind: &'static str, service: Service, at_ms: u64) {
+        let change = Change {
+            kind,
+            service,
+            at_ms,
+        };
+        if kind == "expired" {
+            let mut recent = lock(&self.inner.expiries);
+            if recent.len() == RECENT_EXPIRIES {
+                recent.pop_front();
+            }
+            recent.push_back(change.clone());
+        }
+        let _ = self.inner.changes.send(change);
     }
 
     fn push_deadline(&self, deadline: u64, id: Arc<str>) {

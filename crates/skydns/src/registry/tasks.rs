@@ -68,6 +68,7 @@ async fn purge_expired(registry: &Registry) {
         let view = entry.view(now);
         registry.unapply(&entry);
         inner.metrics.expired.inc();
+        registry.notify("expired", view.clone(), now);
         tracing::info!(uuid = %id, name = %entry.labels, "expired");
         registry.fire_callbacks(&entry, &view);
     }
