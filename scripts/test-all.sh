@@ -6,7 +6,7 @@
 #   scripts/test-all.sh
 #
 # Stages:
-#   1. tools      apt-get install dig, kdig, curl, openssl (+ CA certificates),
+#   1. tools      apt-get install dig, kdig, curl, openssl, chromium (+ CA certificates),
 #                 only when one of those binaries is missing
 #   2. fmt        cargo fmt --all -- --check          (skipped if rustfmt is absent)
 #   3. clippy     cargo clippy ... -D warnings         (skipped if clippy is absent)
@@ -33,9 +33,9 @@ stage() {
 }
 
 # --- 1. tools --------------------------------------------------------------
-stage "tools: dig kdig curl openssl"
+stage "tools: dig kdig curl openssl chromium"
 missing=()
-for bin in dig kdig curl openssl; do
+for bin in dig kdig curl openssl chromium; do
     command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
 done
 if ((${#missing[@]} > 0)); then
@@ -51,7 +51,7 @@ if ((${#missing[@]} > 0)); then
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -q
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
-        dnsutils knot-dnsutils curl openssl ca-certificates
+        dnsutils knot-dnsutils curl openssl ca-certificates chromium
 else
     echo "all present"
 fi

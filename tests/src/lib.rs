@@ -27,6 +27,7 @@ use tokio::{
 
 pub mod docker;
 pub mod skydock;
+pub mod browser;
 pub mod stub;
 
 pub use skydns_api::{Callback, Client, ClientError, Service};
