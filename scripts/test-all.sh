@@ -56,6 +56,11 @@ else
     echo "all present"
 fi
 
+if ! command -v schemathesis >/dev/null 2>&1; then
+    echo "installing schemathesis (PyPI) for the API schema test"
+    python3 -m pip install -q --disable-pip-version-check "schemathesis==4.32.5"
+fi
+
 # --- 2. fmt ----------------------------------------------------------------
 stage "fmt: cargo fmt --all -- --check"
 if cargo fmt --version >/dev/null 2>&1; then
