@@ -30,11 +30,22 @@ impl Browser {
     pub async fn open(url: &str) -> Result<Self, String> {
         let bin = ["chromium", "chromium-browser"]
             .into_iter()
-            .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+            .find(|b| {
+                std::process::Command::new(b)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
             .ok_or("chromium is not installed (scripts/test-all.sh installs Debian's chromium)")?;
         let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut child = Command::new(bin)
-            .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0"])
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+            ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(Stdio::null())
@@ -58,12 +69,34 @@ impl Browser {
         .flatten()
         .ok_or("chromium did not print its DevTools address")?;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str()).await.map_err(|e| e.to_string())?;
-        let mut b = Self { _child: child, ws, session: String::new(), next_id: 0, _profile: profile };
-        let target = b.call("Target.createTarget", json!({ "url": url }), false).await?;
-        let target_id = target["targetId"].as_str().ok_or("no targetId")?.to_string();
-        let attached = b.call("Target.attachToTarget", json!({ "targetId": target_id, "flatten": true }), false).await?;
-        b.session = attached["sessionId"].as_str().ok_or("no sessionId")?.to_string();
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut b = Self {
+            _child: child,
+            ws,
+            session: String::new(),
+            next_id: 0,
+            _profile: profile,
+        };
+        let target = b
+            .call("Target.createTarget", json!({ "url": url }), false)
+            .await?;
+        let target_id = target["targetId"]
+            .as_str()
+            .ok_or("no targetId")?
+            .to_string();
+        let attached = b
+            .call(
+                "Target.attachToTarget",
+                json!({ "targetId": target_id, "flatten": true }),
+                false,
+            )
+            .await?;
+        b.session = attached["sessionId"]
+            .as_str()
+            .ok_or("no sessionId")?
+            .to_string();
         Ok(b)
     }
 
@@ -74,11 +107,18 @@ impl Browser {
         if in_page {
             msg["sessionId"] = json!(self.session);
         }
-        self.ws.send(Message::text(msg.to_string())).await.map_err(|e| e.to_string())?;
+        self.ws
+            .send(Message::text(msg.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
         let wait = async {
             while let Some(frame) = self.ws.next().await {
-                let Ok(Message::Text(text)) = frame else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                let Ok(Message::Text(text)) = frame else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
                 if v["id"].as_u64() == Some(id) {
                     return match v.get("error") {
                         Some(e) => Err(format!("{method}: {e}")),
@@ -88,7 +128,9 @@ impl Browser {
             }
             Err("DevTools connection closed".to_string())
         };
-        tokio::time::timeout(Duration::from_secs(10), wait).await.map_err(|_| format!("{method}: no answer"))?
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .map_err(|_| format!("{method}: no answer"))?
     }
 
     /// Evaluates a JavaScript expression in the page; its JSON value.
@@ -96,7 +138,13 @@ impl Browser {
     /// # Errors
     /// When the protocol fails or the expression throws.
     pub async fn eval(&mut self, expression: &str) -> Result<Value, String> {
-        let r = self.call("Runtime.evaluate", json!({ "expression": expression, "returnByValue": true }), true).await?;
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": expression, "returnByValue": true }),
+                true,
+            )
+            .await?;
         if let Some(e) = r.get("exceptionDetails") {
             return Err(format!("{expression}: {e}"));
         }
@@ -107,7 +155,11 @@ impl Browser {
     pub async fn wait_for(&mut self, expression: &str, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         while tokio::time::Instant::now() < deadline {
-            if self.eval(expression).await.is_ok_and(|v| v == Value::Bool(true)) {
+            if self
+                .eval(expression)
+                .await
+                .is_ok_and(|v| v == Value::Bool(true))
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

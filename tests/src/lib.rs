@@ -25,9 +25,9 @@ use tokio::{
     process::{Child, Command},
 };
 
+pub mod browser;
 pub mod docker;
 pub mod skydock;
-pub mod browser;
 pub mod stub;
 
 pub use skydns_api::{Callback, Client, ClientError, Service};

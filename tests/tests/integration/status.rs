@@ -10,21 +10,28 @@ use tokio::{
 };
 
 /// Reads SSE lines until an `event: <kind>` whose data mentions `needle`.
-async fn next_event(lines: &mut tokio::io::Lines<BufReader<TcpStream>>, kind: &str, needle: &str) -> String {
+async fn next_event(
+    lines: &mut tokio::io::Lines<BufReader<TcpStream>>,
+    kind: &str,
+    needle: &str,
+) -> String {
     let fut = async {
         let mut current = String::new();
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(k) = line.strip_prefix("event: ") {
                 current = k.to_string();
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                if current == kind && data.contains(needle) {
-                    return data.to_string();
-                }
+            } else if let Some(data) = line.strip_prefix("data: ")
+                && current == kind
+                && data.contains(needle)
+            {
+                return data.to_string();
             }
         }
         String::new()
     };
-    tokio::time::timeout(Duration::from_secs(5), fut).await.unwrap_or_else(|_| panic!("no {kind} event for {needle}"))
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .unwrap_or_else(|_| panic!("no {kind} event for {needle}"))
 }
 
 #[tokio::test]
@@ -32,26 +39,46 @@ async fn events_stream_registry_changes_and_expiries_are_kept() {
     let sky = SkyDns::start(&["-secret", "s3"]).await;
     let client = sky.client.clone().with_secret("s3");
     let mut stream = TcpStream::connect(sky.http).await.expect("connect");
-    let req = format!("GET /events HTTP/1.1\r\nHost: {}\r\nAuthorization: s3\r\nAccept: text/event-stream\r\n\r\n", sky.http);
+    let req = format!(
+        "GET /events HTTP/1.1\r\nHost: {}\r\nAuthorization: s3\r\nAccept: text/event-stream\r\n\r\n",
+        sky.http
+    );
     stream.write_all(req.as_bytes()).await.expect("send");
     let mut lines = BufReader::new(stream).lines();
     let status = lines.next_line().await.expect("read").expect("status line");
     assert!(status.contains("200"), "{status}");
 
-    client.add_service("ev1", &service("web", "prod", "", "127.0.0.1", 80, 60)).await.expect("add");
+    client
+        .add_service("ev1", &service("web", "prod", "", "127.0.0.1", 80, 60))
+        .await
+        .expect("add");
     let data = next_event(&mut lines, "registered", "\"ev1\"").await;
     assert!(data.contains("\"Name\":\"web\""), "{data}");
     client.heartbeat("ev1", 60).await.expect("beat");
     next_event(&mut lines, "heartbeat", "\"ev1\"").await;
     client.delete_service("ev1").await.expect("delete");
     next_event(&mut lines, "removed", "\"ev1\"").await;
-    client.add_service("ev2", &service("web", "prod", "", "127.0.0.2", 80, 1)).await.expect("add");
+    client
+        .add_service("ev2", &service("web", "prod", "", "127.0.0.2", 80, 1))
+        .await
+        .expect("add");
     next_event(&mut lines, "expired", "\"ev2\"").await;
 
-    let reply = http(sky.http, "GET", "/skydns/expiries/", &[("Authorization", "s3")], None).await.expect("get");
+    let reply = http(
+        sky.http,
+        "GET",
+        "/skydns/expiries/",
+        &[("Authorization", "s3")],
+        None,
+    )
+    .await
+    .expect("get");
     assert_eq!(reply.status, 200);
     let body = String::from_utf8_lossy(&reply.body);
-    assert!(body.contains("\"ev2\"") && body.contains("expired"), "{body}");
+    assert!(
+        body.contains("\"ev2\"") && body.contains("expired"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -60,42 +87,92 @@ async fn status_page_is_behind_the_secret_and_browsers_can_log_in() {
     let denied = http(sky.http, "GET", "/", &[], None).await.expect("get");
     assert_eq!(denied.status, 401);
     let headers = denied.headers.to_ascii_lowercase();
-    assert!(headers.contains("www-authenticate: basic"), "{}", denied.headers);
+    assert!(
+        headers.contains("www-authenticate: basic"),
+        "{}",
+        denied.headers
+    );
     // Basic auth, any user, the secret as password: what a browser sends.
-    let page = http(sky.http, "GET", "/", &[("Authorization", "Basic b3BzOnMz")], None).await.expect("get");
+    let page = http(
+        sky.http,
+        "GET",
+        "/",
+        &[("Authorization", "Basic b3BzOnMz")],
+        None,
+    )
+    .await
+    .expect("get");
     assert_eq!(page.status, 200);
     let html = String::from_utf8_lossy(&page.body);
-    assert!(html.contains("EventSource(\"/events\")"), "the page watches the change stream");
-    let events = http(sky.http, "GET", "/events", &[], None).await.expect("get");
+    assert!(
+        html.contains("EventSource(\"/events\")"),
+        "the page watches the change stream"
+    );
+    let events = http(sky.http, "GET", "/events", &[], None)
+        .await
+        .expect("get");
     assert_eq!(events.status, 401, "the stream is protected too");
 }
 
 #[tokio::test]
 async fn ready_and_openapi_are_served() {
     let sky = SkyDns::start(&[]).await;
-    let ready = http(sky.http, "GET", "/ready", &[], None).await.expect("get");
+    let ready = http(sky.http, "GET", "/ready", &[], None)
+        .await
+        .expect("get");
     assert_eq!(ready.status, 200);
     assert!(String::from_utf8_lossy(&ready.body).contains("ready"));
-    let doc = http(sky.http, "GET", "/openapi.json", &[], None).await.expect("get");
+    let doc = http(sky.http, "GET", "/openapi.json", &[], None)
+        .await
+        .expect("get");
     assert_eq!(doc.status, 200);
-    let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json")).expect("docs/openapi.json");
-    assert_eq!(String::from_utf8_lossy(&doc.body).trim(), on_disk.trim(), "the served document is docs/openapi.json");
+    let on_disk =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .expect("docs/openapi.json");
+    assert_eq!(
+        String::from_utf8_lossy(&doc.body).trim(),
+        on_disk.trim(),
+        "the served document is docs/openapi.json"
+    );
 }
 
 #[tokio::test]
 async fn status_page_shows_services_live_in_a_real_browser() {
     let sky = SkyDns::start(&[]).await;
-    sky.client.add_service("chr0", &service("early", "prod", "", "127.0.0.1", 80, 60)).await.expect("add");
-    let mut browser = skydns_tests::browser::Browser::open(&sky.url()).await.unwrap_or_else(|e| panic!("{e}"));
+    sky.client
+        .add_service("chr0", &service("early", "prod", "", "127.0.0.1", 80, 60))
+        .await
+        .expect("add");
+    let mut browser = skydns_tests::browser::Browser::open(&sky.url())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let live = "document.getElementById('live').textContent === 'live'";
-    assert!(browser.wait_for(live, Duration::from_secs(10)).await, "the page connects to /events");
+    assert!(
+        browser.wait_for(live, Duration::from_secs(10)).await,
+        "the page connects to /events"
+    );
     let row = |uuid: &str| format!("!!document.querySelector('tr[data-uuid=\"{uuid}\"]')");
-    assert!(browser.wait_for(&row("chr0"), Duration::from_secs(5)).await, "services listed at load");
-    sky.client.add_service("chr1", &service("late", "prod", "", "127.0.0.2", 80, 60)).await.expect("add");
-    assert!(browser.wait_for(&row("chr1"), Duration::from_secs(5)).await, "a new service appears without reload");
+    assert!(
+        browser.wait_for(&row("chr0"), Duration::from_secs(5)).await,
+        "services listed at load"
+    );
+    sky.client
+        .add_service("chr1", &service("late", "prod", "", "127.0.0.2", 80, 60))
+        .await
+        .expect("add");
+    assert!(
+        browser.wait_for(&row("chr1"), Duration::from_secs(5)).await,
+        "a new service appears without reload"
+    );
     sky.client.delete_service("chr1").await.expect("delete");
     let gone = format!("!{}", row("chr1"));
-    assert!(browser.wait_for(&gone, Duration::from_secs(5)).await, "a deleted service disappears without reload");
-    let count = browser.eval("document.getElementById('c-services').textContent").await.expect("eval");
+    assert!(
+        browser.wait_for(&gone, Duration::from_secs(5)).await,
+        "a deleted service disappears without reload"
+    );
+    let count = browser
+        .eval("document.getElementById('c-services').textContent")
+        .await
+        .expect("eval");
     assert_eq!(count, serde_json::json!("1"));
 }

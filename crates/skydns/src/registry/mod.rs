@@ -46,6 +46,9 @@ pub enum RegistryError {
     /// No live service has this uuid.
     #[error("service {0:?} not found")]
     NotFound(String),
+    /// No live service matches a callback's fields.
+    #[error("{0}")]
+    NoMatch(String),
     /// A live service has this uuid already.
     #[error("service {0:?} is already registered")]
     Conflict(String),
@@ -423,7 +426,7 @@ impl Registry {
             })
             .collect();
         if matched.is_empty() {
-            return Err(RegistryError::NotFound(format!(
+            return Err(RegistryError::NoMatch(format!(
                 "no service matches callback {uuid} ({})",
                 pattern.suffix(pattern.depth())
             )));
