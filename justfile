@@ -16,6 +16,10 @@ run-dns:
 bench-dns:
     scripts/bench-dns.sh
 
+# docker start/stop → DNS propagation p50/p99 over 50 containers (real engine); writes docs/performance.md.
+bench-propagation:
+    scripts/bench-propagation.sh
+
 # Format the workspace.
 fmt:
     cargo fmt --all

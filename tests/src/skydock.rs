@@ -59,6 +59,8 @@ impl SkyDock {
         cmd.args(["-s", DOCKER_SOCKET])
             .args(args)
             .env("SKYDOCK_LOG", "info")
+            // Each agent its own control port, so parallel tests never collide.
+            .env("SKYDOCK_HTTP", "127.0.0.1:0")
             .env_remove("SKYDNS_PORT_8080_TCP_ADDR")
             .env_remove("SKYDNS_PORT_8080_TCP_PORT")
             .envs(envs.iter().copied())

@@ -39,7 +39,7 @@ pub struct Cli {
     /// TTL of registrations in seconds.
     #[arg(long, env = "SKYDOCK_TTL", default_value_t = 60)]
     pub ttl: u32,
-    /// Heartbeat interval in seconds (default: TTL - TTL/4).
+    /// Heartbeat interval in seconds (default: TTL - TTL/4, at least a second short of the TTL).
     #[arg(long, env = "SKYDOCK_BEAT", default_value_t = 0)]
     pub beat: u64,
     /// Concurrent HTTP calls to skydns.
@@ -145,14 +145,21 @@ impl Config {
                 ));
             }
         };
+        let ttl = u64::from(cli.ttl);
         let beat = if cli.beat == 0 {
-            u64::from(cli.ttl - cli.ttl / 4)
+            // TTL - TTL/4, and always short of the TTL: with integer seconds,
+            // `-ttl 3` would otherwise beat every 3 s and the registration
+            // would expire just before each heartbeat.
+            match ttl - (ttl / 4).max(1) {
+                0 => Duration::from_millis(500),
+                secs => Duration::from_secs(secs),
+            }
         } else {
-            cli.beat
+            Duration::from_secs(cli.beat.max(1))
         };
-        if beat >= u64::from(cli.ttl) {
+        if beat >= Duration::from_secs(ttl) {
             tracing::warn!(
-                beat,
+                beat = beat.as_secs(),
                 ttl = cli.ttl,
                 "-beat is not shorter than -ttl: registrations will expire between beats"
             );
@@ -180,7 +187,7 @@ impl Config {
                 host_ip: cli.ip,
                 owner,
             },
-            beat: Duration::from_secs(beat.max(1)),
+            beat,
             resync: Duration::from_secs(cli.resync.max(1)),
             workers: cli.workers.max(1),
             deregister_on_exit: cli.deregister_on_exit,
@@ -230,6 +237,20 @@ mod tests {
         assert_eq!(c.skydns, SkydnsLocation::Container("skydns".into()));
         assert_eq!(c.beat, Duration::from_secs(23));
         assert_eq!(c.defaults.ttl, 30);
+    }
+
+    #[test]
+    fn the_default_beat_is_always_shorter_than_the_ttl() {
+        let beat = |ttl: &str| {
+            parse(&["-skydns", "127.0.0.1:8080", "-ttl", ttl])
+                .expect("parses")
+                .beat
+        };
+        assert_eq!(beat("60"), Duration::from_secs(45));
+        assert_eq!(beat("4"), Duration::from_secs(3));
+        assert_eq!(beat("3"), Duration::from_secs(2));
+        assert_eq!(beat("2"), Duration::from_secs(1));
+        assert_eq!(beat("1"), Duration::from_millis(500));
     }
 
     #[test]

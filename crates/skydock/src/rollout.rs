@@ -157,15 +157,21 @@ pub async fn run(cli: RolloutCli) -> Result<(), Error> {
     );
     tokio::time::sleep(wait).await;
 
-    for c in &old {
-        let opts = StopContainerOptions {
-            t: i32::try_from(cli.stop_grace).ok(),
-            ..StopContainerOptions::default()
-        };
-        if let Err(e) = docker.stop_container(&c.id, Some(opts)).await {
-            tracing::warn!(container = %c.name, error = %e, "cannot stop");
+    // Stop them all at once: each may take its whole grace period.
+    let stops = old.iter().map(|c| {
+        let docker = docker.clone();
+        let grace = i32::try_from(cli.stop_grace).ok();
+        async move {
+            let opts = StopContainerOptions {
+                t: grace,
+                ..StopContainerOptions::default()
+            };
+            if let Err(e) = docker.stop_container(&c.id, Some(opts)).await {
+                tracing::warn!(container = %c.name, error = %e, "cannot stop");
+            }
         }
-    }
+    });
+    futures_util::future::join_all(stops).await;
     remove_all(
         &docker,
         &old.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),

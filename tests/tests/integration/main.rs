@@ -6,3 +6,8 @@ mod docker_infra;
 mod embedded;
 mod forward;
 mod process;
+mod schema;
+mod skydnsctl;
+mod skydock;
+mod stack;
+mod status;
