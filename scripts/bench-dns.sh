@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# DNS benchmark of the release `skydns` (issue 2): dnsperf for A, SRV and
+# NXDOMAIN queries with 10 and with many registered services, plus resident
+# memory idle and peak. Writes the figures into docs/performance.md between
+# the `bench-dns` markers (the rest of the file is left alone).
+#
+#   scripts/bench-dns.sh                      # 10 s per run, 100,000 services
+#   BENCH_SERVICES=20000 BENCH_SECONDS=5 scripts/bench-dns.sh
+#   BENCH_NO_WRITE=1 scripts/bench-dns.sh     # print only, leave the doc alone
+#
+# Loopback only: skydns listens on free 127.0.0.1 ports (memory store, its
+# upstream on loopback too); dnsperf and the registration client talk to it
+# there. Everything started here is killed on exit. The only outside traffic
+# is apt-get, once, when dnsperf is missing.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+MANY="${BENCH_SERVICES:-100000}"
+CLIENTS=10
+THREADS=2
+DOMAIN=skydns.local
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/skydns"
+DOC="$ROOT/docs/performance.md"
+# dnsperf's full output of every run, for a second look.
+RAW="${CARGO_TARGET_DIR:-$ROOT/target}/bench-dns.raw.log"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# --- prerequisites ---------------------------------------------------------
+log "build: cargo build --release -p skydns --locked"
+cargo build --release -p skydns --locked
+
+need=()
+command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
+command -v dig >/dev/null 2>&1 || need+=(dnsutils)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if ((${#need[@]} > 0)); then
+    log "installing with apt-get: ${need[*]}"
+    SUDO=()
+    [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+WORK=$(mktemp -d)
+PID=""
+cleanup() {
+    if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then
+        kill "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- start skydns ----------------------------------------------------------
+# Port 0 = a free port (UDP and TCP on the same one); the daemon logs the
+# addresses it got. `-nameserver 127.0.0.1:9` keeps any upstream on loopback.
+SKYDNS_CMD=("$BIN" -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain "$DOMAIN" -nameserver 127.0.0.1:9 -log-level warn,skydns::server=info)
+log "start: ${SKYDNS_CMD[*]}"
+env -u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER -u SKYDNS_ALLOW_RECURSION \
+    NO_COLOR=1 "${SKYDNS_CMD[@]}" >"$WORK/skydns.log" 2>&1 &
+PID=$!
+
+DNS_ADDR="" HTTP_ADDR=""
+for _ in $(seq 1 100); do
+    line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$WORK/skydns.log" | head -n1 || true)
+    if [[ -n "$line" ]]; then
+        DNS_ADDR=${line#listening dns=}
+        DNS_ADDR=${DNS_ADDR%% *}
+        HTTP_ADDR=${line##* http=}
+        break
+    fi
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+done
+if [[ -z "$DNS_ADDR" ]]; then
+    echo "skydns did not start:" >&2
+    cat "$WORK/skydns.log" >&2
+    exit 1
+fi
+PORT=${DNS_ADDR##*:}
+API="http://$HTTP_ADDR"
+log "skydns pid $PID: dns $DNS_ADDR, api $API"
+
+rss_kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$PID/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+sleep 1
+RSS_IDLE=$(rss_kib VmRSS)
+
+# --- queries ---------------------------------------------------------------
+printf 'web.prod.%s A\n' "$DOMAIN" >"$WORK/a.txt"
+printf 'web.prod.%s SRV\n' "$DOMAIN" >"$WORK/srv.txt"
+printf 'nothere.prod.%s A\n' "$DOMAIN" >"$WORK/nx.txt"
+
+: >"$RAW"
+DNSPERF_ARGS=(-s 127.0.0.1 -p "$PORT" -l "$SECONDS_PER_RUN" -c "$CLIENTS" -T "$THREADS")
+
+# Runs dnsperf on one query file (extra dnsperf flags after it) and prints
+# "qps|avg_ms|lost|rcodes|response_bytes".
+perf() {
+    local file=$1 out
+    shift
+    out=$(timeout $((SECONDS_PER_RUN + 30)) dnsperf "${DNSPERF_ARGS[@]}" "$@" -d "$WORK/$file" 2>&1) || {
+        echo "dnsperf failed:" >&2
+        echo "$out" >&2
+        exit 1
+    }
+    printf '### dnsperf %s %s -d %s\n%s\n\n' "${DNSPERF_ARGS[*]}" "$*" "$file" "$out" >>"$RAW"
+    local qps lat lost codes size
+    qps=$(awk -F: '/Queries per second/ { gsub(/ /, "", $2); print $2 }' <<<"$out")
+    lat=$(awk '/Average Latency \(s\)/ { printf "%.3f", $4 * 1000 }' <<<"$out")
+    lost=$(awk '/Queries lost/ { print $3 }' <<<"$out")
+    codes=$(awk -F: '/Response codes/ { sub(/^ +/, "", $2); print $2 }' <<<"$out")
+    size=$(awk '/Average packet size/ { print $NF }' <<<"$out")
+    printf '%.0f|%s|%s|%s|%s\n' "$qps" "$lat" "$lost" "$codes" "$size"
+}
+
+# Checks an answer with dig before measuring it, so the figures are for
+# correct answers.
+check_answers() {
+    local a srv nx
+    a=$(dig +short +time=2 +tries=1 @127.0.0.1 -p "$PORT" "web.prod.$DOMAIN" A | wc -l)
+    srv=$(dig +short +time=2 +tries=1 @127.0.0.1 -p "$PORT" "web.prod.$DOMAIN" SRV | wc -l)
+    nx=$(dig +time=2 +tries=1 @127.0.0.1 -p "$PORT" "nothere.prod.$DOMAIN" A | grep -o 'status: [A-Z]*' || true)
+    log "check: A answers=$a SRV answers=$srv nothere: $nx"
+    if [[ $a -ne 10 || $srv -ne 10 || $nx != "status: NXDOMAIN" ]]; then
+        echo "unexpected answers (want 10 A, 10 SRV, NXDOMAIN)" >&2
+        exit 1
+    fi
+}
+
+# One sample of skydns's own metrics (name without labels).
+metric() { curl -sS "$API/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+
+declare -A RESULT HANDLER_US LOAD
+run_phase() {
+    local phase=$1 kind sum0 cnt0 sum1 cnt1
+    check_answers
+    LOAD[$phase]=$(cut -d' ' -f1 /proc/loadavg)
+    sum0=$(metric skydns_dns_latency_seconds_sum)
+    cnt0=$(metric skydns_dns_latency_seconds_count)
+    # Without EDNS0 (dnsperf's default, and the command issue 2 names) the SRV
+    # answer (10 SRV + 10 glue A, 612 bytes) does not fit in 512 bytes and is
+    # truncated (TC); the srv-edns run (-e) measures the complete answer.
+    local -A files=([a]=a.txt [srv]=srv.txt [srv-edns]=srv.txt [nx]=nx.txt)
+    local -A extra=([srv-edns]=-e)
+    for kind in a srv srv-edns nx; do
+        log "dnsperf $phase services, ${kind}: dnsperf ${DNSPERF_ARGS[*]} ${extra[$kind]:-} -d ${files[$kind]}"
+        # shellcheck disable=SC2086 # extra is one flag or nothing
+        RESULT[$phase,$kind]=$(perf "${files[$kind]}" ${extra[$kind]:-})
+        log "  -> ${RESULT[$phase,$kind]}"
+    done
+    sum1=$(metric skydns_dns_latency_seconds_sum)
+    cnt1=$(metric skydns_dns_latency_seconds_count)
+    # Mean time inside the DNS handler over this phase's queries, in µs.
+    HANDLER_US[$phase]=$(awk -v s0="$sum0" -v c0="$cnt0" -v s1="$sum1" -v c1="$cnt1" \
+        'BEGIN { if (c1 > c0) printf "%.1f", (s1 - s0) / (c1 - c0) * 1e6; else print "?" }')
+}
+
+# --- phase 1: 10 services under web.prod -----------------------------------
+log "register 10 services as web.prod.$DOMAIN (curl)"
+for i in $(seq 1 10); do
+    curl -sS --fail-with-body -o /dev/null -X PUT "$API/skydns/services/web-$i" \
+        -H 'Content-Type: application/json' \
+        -d "{\"Name\":\"web\",\"Version\":\"1.0.0\",\"Environment\":\"prod\",\"Region\":\"east\",\"Host\":\"10.0.0.$i\",\"Port\":8080,\"TTL\":86400}"
+done
+RSS_10=$(rss_kib VmRSS)
+run_phase 10
+HWM_10=$(rss_kib VmHWM)
+
+# --- phase 2: many more services under other names -------------------------
+log "register $MANY more services over many names (python3 http.client, keep-alive)"
+REG_START=$(date +%s.%N)
+timeout 600 python3 - "$HTTP_ADDR" "$MANY" <<'PY'
+import http.client, json, sys, threading
+
+host, port = sys.argv[1].rsplit(":", 1)
+total = int(sys.argv[2])
+workers = 8
+envs = ["prod", "staging", "dev", "test"]
+errors = []
+
+def work(w):
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    for i in range(w, total, workers):
+        body = json.dumps({
+            "Name": f"app{i % 10000}", "Version": f"{i % 3}.0", "Environment": envs[i % 4],
+            "Region": f"r{i % 8}", "Host": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+            "Port": 1024 + i % 50000, "TTL": 86400,
+        })
+        conn.request("PUT", f"/skydns/services/bench-{i}", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 201:
+            errors.append((i, resp.status))
+            return
+    conn.close()
+
+threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+for t in threads: t.start()
+for t in threads: t.join()
+if errors:
+    sys.exit(f"registration failed: {errors[:5]}")
+PY
+REG_SECS=$(awk -v s="$REG_START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+COUNT=$(curl -sS "$API/metrics" | awk '/^skydns_registry_services / { print $2 }')
+log "registered in ${REG_SECS}s; skydns_registry_services=$COUNT"
+RSS_MANY=$(rss_kib VmRSS)
+run_phase many
+HWM_MANY=$(rss_kib VmHWM)
+
+# --- report ----------------------------------------------------------------
+# 100010 -> 100,010 (no locale needed).
+group() { sed -E ':a;s/^([0-9]+)([0-9]{3})/\1,\2/;ta' <<<"$1"; }
+row() {
+    local label=$1 phase=$2 kind=$3 qps lat lost codes size
+    IFS='|' read -r qps lat lost codes size <<<"${RESULT[$phase,$kind]}"
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$label" \
+        "$(group "$qps")" "$lat" "$size" "$lost" "$codes"
+}
+MANY_FMT=$(group "$MANY")
+TOTAL_FMT=$(group "$((MANY + 10))")
+
+REPORT="$WORK/report.md"
+{
+    echo "Run of \`scripts/bench-dns.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'):"
+    echo "$(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r),"
+    echo "load average before the run: $LOAD_START; skydns $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' + local changes')."
+    echo
+    echo "1-minute load average when each half started (other work on the machine shows here): ${LOAD[10]} with 10 services, ${LOAD[many]} with $TOTAL_FMT."
+    echo
+    echo "| services | query | QPS | avg latency (ms) | response bytes | lost | response codes |"
+    echo "| ---: | --- | ---: | ---: | ---: | ---: | --- |"
+    phase_rows() {
+        local n=$1 phase=$2
+        row "$n | A \`web.prod.$DOMAIN\` (10 answers)" "$phase" a
+        row "$n | SRV \`web.prod.$DOMAIN\`, no EDNS0: truncated (TC) at 512 bytes" "$phase" srv
+        row "$n | SRV \`web.prod.$DOMAIN\`, EDNS0 (\`-e\`): 10 SRV + 10 glue A" "$phase" srv-edns
+        row "$n | A \`nothere.prod.$DOMAIN\` (NXDOMAIN)" "$phase" nx
+    }
+    phase_rows 10 10
+    phase_rows "$TOTAL_FMT" many
+    echo
+    echo "| memory (skydns process) | MiB |"
+    echo "| --- | ---: |"
+    echo "| RSS idle, 1 s after start (VmRSS) | $(mib "$RSS_IDLE") |"
+    echo "| RSS with 10 services (VmRSS) | $(mib "$RSS_10") |"
+    echo "| peak after the 10-service runs (VmHWM) | $(mib "$HWM_10") |"
+    echo "| RSS with $TOTAL_FMT services (VmRSS) | $(mib "$RSS_MANY") |"
+    echo "| peak after the $TOTAL_FMT-service runs (VmHWM) | $(mib "$HWM_MANY") |"
+    echo
+    echo "Mean time inside skydns's DNS handler (\`skydns_dns_latency_seconds\` sum / count over each half's queries):"
+    echo "${HANDLER_US[10]} µs with 10 services, ${HANDLER_US[many]} µs with $TOTAL_FMT."
+    echo
+    echo "Registering the $MANY_FMT extra services (8 keep-alive HTTP connections, memory store) took ${REG_SECS} s."
+    echo
+    echo "Exact commands:"
+    echo
+    echo '```sh'
+    echo "cargo build --release -p skydns --locked"
+    echo "target/release/skydns -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain $DOMAIN -nameserver 127.0.0.1:9 -log-level warn,skydns::server=info"
+    echo "# PORT = the DNS port skydns reports; one query file per run:"
+    echo "#   a.txt:   web.prod.$DOMAIN A"
+    echo "#   srv.txt: web.prod.$DOMAIN SRV"
+    echo "#   nx.txt:  nothere.prod.$DOMAIN A"
+    echo "dnsperf -s 127.0.0.1 -p PORT -l $SECONDS_PER_RUN -c $CLIENTS -T $THREADS -d a.txt      # and srv.txt, nx.txt"
+    echo "dnsperf -s 127.0.0.1 -p PORT -l $SECONDS_PER_RUN -c $CLIENTS -T $THREADS -e -d srv.txt  # SRV with EDNS0"
+    echo '```'
+} >"$REPORT"
+
+cat "$REPORT"
+log "dnsperf's full output: ${RAW#"$ROOT"/}"
+
+if [[ "${BENCH_NO_WRITE:-0}" == 1 ]]; then
+    log "BENCH_NO_WRITE=1: $DOC left unchanged"
+    exit 0
+fi
+
+python3 - "$DOC" "$REPORT" <<'PY'
+import pathlib, sys
+
+doc, report = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
+begin, end = "<!-- bench-dns:begin -->", "<!-- bench-dns:end -->"
+block = f"{begin}\n{report.rstrip()}\n{end}"
+text = doc.read_text() if doc.exists() else ""
+if begin in text and end in text:
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    text = head + block + tail
+else:
+    text = (text.rstrip() + "\n\n" if text else "# Performance\n\n## Latest figures\n\n") + block + "\n"
+doc.write_text(text)
+PY
+log "figures written to ${DOC#"$ROOT"/}"
