@@ -16,7 +16,8 @@
 #                 (marker: crates/skydock/Cargo.toml)
 #   6. test       cargo test --workspace --locked -- --test-threads 4
 #
-# Nothing here talks to anything but loopback, except apt-get in stage 1.
+# Nothing here talks to anything but loopback and our own containers, except the
+# package installs in stage 1 (apt-get; pip for schemathesis).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -9,15 +9,14 @@ use crate::{registry::RegistryError, store::StoreError};
 #[non_exhaustive]
 pub enum Error {
     /// A listener could not be bound; `hint` says what to do.
-    #[error("cannot listen for {what} on {addr}: {source}; {hint}")]
+    #[error("cannot listen for {what} on {addr}: {error}; {hint}")]
     Bind {
         /// `DNS (udp)`, `DNS (tcp)` or `HTTP`.
         what: &'static str,
         /// The address asked for.
         addr: SocketAddr,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (part of the message, so it is not repeated as a cause).
+        error: std::io::Error,
         /// What to do about it.
         hint: String,
     },
@@ -70,7 +69,7 @@ impl Error {
         Self::Bind {
             what,
             addr,
-            source,
+            error: source,
             hint,
         }
     }

@@ -251,9 +251,19 @@ async fn body_over_64_kib_is_413_and_changes_nothing() {
         .await
         .expect("answer");
     assert_eq!(r.status, 413, "{}", r.text());
-    assert_eq!(
-        req(&sky, "GET", "/skydns/services/big", None).await.status,
-        404
+    assert!(
+        r.text().contains("\"field\":\"body\""),
+        "413 carries the JSON error: {}",
+        r.text()
+    );
+    let missing = req(&sky, "GET", "/skydns/services/big", None).await;
+    assert_eq!(missing.status, 404);
+    let nowhere = req(&sky, "GET", "/no/such/route", None).await;
+    assert_eq!(nowhere.status, 404);
+    assert!(
+        nowhere.text().contains("\"error\""),
+        "404 carries the JSON error: {}",
+        nowhere.text()
     );
     // Just under the limit is fine (unknown fields are ignored, as in v1).
     big["Padding"] = json!("p".repeat(60 * 1024));

@@ -111,6 +111,7 @@ pub fn router(registry: Registry, metrics: Arc<Metrics>, secret: Option<String>)
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -150,6 +151,42 @@ fn secret_matches(given: &[u8], secret: &[u8]) -> bool {
     }
     let given = given.strip_prefix(b"Bearer ").unwrap_or(given);
     bool::from(given.ct_eq(secret))
+}
+
+/// Gives the client errors axum produces itself (413 body too large, 404 no
+/// route, 405 wrong method, 400 from extractors) the same JSON body as ours.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || is_json {
+        return resp;
+    }
+    let (error, field) = match status.as_u16() {
+        413 => (
+            format!("request body is larger than {MAX_BODY} bytes"),
+            Some("body".to_string()),
+        ),
+        404 => ("no such route".to_string(), None),
+        405 => ("method not allowed on this route".to_string(), None),
+        _ => (
+            status
+                .canonical_reason()
+                .unwrap_or("bad request")
+                .to_string(),
+            None,
+        ),
+    };
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&skydns_api::ApiError { error, field }).unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
