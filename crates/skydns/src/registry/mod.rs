@@ -488,7 +488,7 @@ impl Registry {
         let now = now_ms();
         self.inner
             .index
-            .with_label(name::pos::UUID, label)
+            .with_uuid(label)
             .iter()
             .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
             .filter(|e| e.is_live(now))
