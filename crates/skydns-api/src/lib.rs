@@ -9,6 +9,17 @@
 //! - [`go_flags`]: rewrites `-flag value` (Go's `flag` package) into `--flag value`
 //!   so a command line copied from the SkyDNS or Skydock README runs unchanged.
 #![warn(missing_docs)]
+// Input reaches these crates from the network and the Docker API: no panics
+// on those paths (tests may unwrap freely).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 #[cfg(feature = "client")]
 pub mod client;

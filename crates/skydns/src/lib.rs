@@ -24,6 +24,17 @@
 //! # }
 //! ```
 #![warn(missing_docs)]
+// Input reaches these crates from the network and the Docker API: no panics
+// on those paths (tests may unwrap freely).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod api;
 pub mod config;

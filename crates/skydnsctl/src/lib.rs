@@ -15,6 +15,15 @@
 //!   `{"ok":true}` for writes).
 //! - [`Failure`]: one line of error text and an [`exit`] code that tells
 //!   "not found", "conflict" and "rejected" apart.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 use std::{collections::BTreeMap, io::Read, time::Duration};
 

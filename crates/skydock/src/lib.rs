@@ -11,6 +11,17 @@
 //! - [`control`]: `/health`, `/metrics` and `POST /drain/{container}` (`-http`).
 //! - [`rollout`]: `skydock rollout`, replacing a service's containers with no dropped request.
 #![warn(missing_docs)]
+// Input reaches these crates from the network and the Docker API: no panics
+// on those paths (tests may unwrap freely).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod agent;
 pub mod config;

@@ -112,10 +112,13 @@ pub async fn run(cli: RolloutCli) -> Result<(), Error> {
         ),
     );
 
+    let first = old
+        .first()
+        .ok_or_else(|| Error::Rollout("no container to copy settings from".into()))?;
     let template = docker
-        .inspect_container(&old[0].id, None)
+        .inspect_container(&first.id, None)
         .await
-        .map_err(|e| Error::Docker(format!("cannot inspect {}: {e}", old[0].name)))?;
+        .map_err(|e| Error::Docker(format!("cannot inspect {}: {e}", first.name)))?;
     let mut new_ids = Vec::new();
     for _ in 0..replicas {
         match start_like(&docker, &template, &cli).await {
