@@ -203,8 +203,12 @@ impl Container {
     /// <image> <cmd>` (an empty `cmd` keeps the image's: the httpd on 8080).
     /// Builds the test images first if needed. Panics when docker fails.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # async fn demo() {
+    /// use skydns_tests::docker::{BUSYBOX, Container};
     /// let c = Container::run("skt-env", BUSYBOX, &["-e", "DNS_SERVICE=db", "-p", "8080"], &[]).await;
+    /// # drop(c);
+    /// # }
     /// ```
     pub async fn run(name_prefix: &str, image: &str, args: &[&str], cmd: &[&str]) -> Self {
         Self::try_run(name_prefix, image, args, cmd)

@@ -34,6 +34,8 @@ fn script(name: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new("bash")
         .arg(format!("{}/scripts/{name}", root()))
         .args(args)
+        // Images from this very source, not whatever an earlier run left.
+        .env("REBUILD", "1")
         .current_dir(root())
         .output()
         .map_err(|e| format!("{name}: {e}"))?;
