@@ -157,11 +157,48 @@ async fn rollout_and_replica_stop_drop_no_request_through_nginx() {
     skydns_tests::docker::ensure_test_images();
     let _ = script("stack-down.sh", &[]);
     let _guard = StackGuard;
-    let up = tokio::task::spawn_blocking(|| script("stack-up.sh", &["3"]))
+    let up = tokio::task::spawn_blocking(|| script("stack-up.sh", &["1"]))
         .await
         .expect("task");
     up.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(get_version().await.as_deref(), Ok("v1"));
+
+    // 0. Scale 1 → 5 → 1 under load, then back to 3 for the rollout.
+    for replicas in [5, 1, 3] {
+        let (tally, _) = under_load(Duration::from_secs(2), || async move {
+            let out = tokio::process::Command::new("docker-compose")
+                .args([
+                    "-f",
+                    "deploy/docker-compose.yml",
+                    "-p",
+                    "skystack",
+                    "up",
+                    "-d",
+                    "--no-recreate",
+                ])
+                .args(["--scale", &format!("cool-api={replicas}")])
+                .current_dir(root())
+                .output()
+                .await
+                .expect("docker-compose runs");
+            assert!(
+                out.status.success(),
+                "scale to {replicas}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // New replicas join once healthy and registered; give them time under load.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        })
+        .await;
+        let total = tally.ok + tally.failed.len() as u64;
+        assert!(
+            tally.failed.is_empty(),
+            "{} of {total} requests failed while scaling to {replicas}: {:?}",
+            tally.failed.len(),
+            &tally.failed[..tally.failed.len().min(10)]
+        );
+        assert!(total > 0);
+    }
 
     // 1. A rollout from v1 to v2 under load.
     let skydock = skydns_tests::binary("skydock");
@@ -210,6 +247,14 @@ async fn rollout_and_replica_stop_drop_no_request_through_nginx() {
         tally.last_versions.iter().all(|v| v == "v2"),
         "after the rollout only v2 answers: {:?}",
         tally.last_versions
+    );
+    let v1_left = Command::new("docker")
+        .args(["ps", "-q", "--filter", "ancestor=skydns-test/cool-api:v1"])
+        .output()
+        .expect("docker ps");
+    assert!(
+        v1_left.stdout.is_empty(),
+        "no v1 container is left after the rollout"
     );
 
     // 2. A plain `docker stop` of one replica under load.
