@@ -246,6 +246,10 @@ async fn start_like(
         env: config.env,
         labels: Some(labels),
         exposed_ports: config.exposed_ports,
+        // Keep the old ones' stop behaviour (compose's stop_grace_period
+        // lands here): the drain condition depends on it.
+        stop_signal: config.stop_signal,
+        stop_timeout: config.stop_timeout,
         host_config: Some(HostConfig {
             network_mode: networks.first().cloned().or(host.network_mode),
             restart_policy: host.restart_policy,
