@@ -16,6 +16,17 @@ run-dns:
 bench-dns:
     scripts/bench-dns.sh
 
+# Every DNS benchmark in turn (bench-dns, bench-auth, bench-forward); writes docs/performance.md and .png.
+bench: bench-dns bench-auth bench-forward
+
+# skydns vs Knot DNS (authoritative A/SRV/NXDOMAIN, memory, start, 100,000 services); writes docs/performance.md.
+bench-auth:
+    scripts/bench-auth.sh
+
+# skydns vs unbound as caching forwarders to a loopback stub (cached and cache-miss); writes docs/performance.md.
+bench-forward:
+    scripts/bench-forward.sh
+
 # docker start/stop → DNS propagation p50/p99 over 50 containers (real engine); writes docs/performance.md.
 bench-propagation:
     scripts/bench-propagation.sh
