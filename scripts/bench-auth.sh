@@ -20,7 +20,7 @@
 #                 its worker count; tokio reads this variable)
 #   skydns-100k   as shipped, with `-data` (redb) and 100,000 more services
 #                 over 10,000 names besides the same 10
-#   knot-1        knotd, `udp-workers: 1` (its best setting on 2 cores)
+#   knot-1        knotd, `udp-workers: 1` (issue 6 calls it the best setting here)
 #   knot-default  knotd, default udp-workers (one per core)
 # Queries, dnsperf -l 10 -c 10 -T 2 each, one name repeated:
 #   A `web.prod.skydns.local` (10 answers), SRV of the same name with EDNS0
@@ -91,7 +91,8 @@ if auth:
 if fwd:
     panels.append("fwd")
 panels.append("rss")
-fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6))
+fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels) + 1, 4.8),
+                         gridspec_kw=dict(width_ratios=[1] * (len(panels) - 1) + [1.3]))
 if len(panels) == 1:
     axes = [axes]
 OURS, REF1, REF2 = "#d1495b", "#00798c", "#edae49"
@@ -141,27 +142,29 @@ sk_idle, sk_peak, kn, ub = [], [], [], []
 cols = []
 if auth:
     r = auth["rss"]
-    cols.append(("skydns\n10 services", r["skydns"]["idle10"], r["skydns"]["peak"], OURS))
+    cols.append(("skydns\nauth.,\n10 services", r["skydns"]["idle10"], r["skydns"]["peak"], OURS))
     if "many" in r:
-        cols.append((f"skydns\n{auth['many_label']} services", r["many"]["idle"], r["many"]["peak"], "#f08a99"))
-    cols.append(("Knot DNS", r["knot"]["idle"], r["knot"]["peak"], REF1))
+        cols.append((f"skydns\nauth.,\n{auth['many_label']}", r["many"]["idle"], r["many"]["peak"], "#f08a99"))
+    cols.append(("Knot DNS\n(best)", r["knot"]["idle"], r["knot"]["peak"], REF1))
 if fwd:
     r = fwd["rss"]
     best_sk = fwd["summary"].get("cached", {}).get("skydns_variant", "skydns")
     best_ub = fwd["summary"].get("cached", {}).get("unbound_variant", "unbound-1")
-    cols.append(("skydns\nforwarding", r[best_sk]["idle"], r[best_sk]["peak"], OURS))
-    cols.append(("unbound", r[best_ub]["idle"], r[best_ub]["peak"], REF2))
+    cols.append(("skydns\nforwarder", r[best_sk]["idle"], r[best_sk]["peak"], OURS))
+    cols.append(("unbound\n(best)", r[best_ub]["idle"], r[best_ub]["peak"], REF2))
 ax = axes[i]
 xs = range(len(cols))
 ax.bar([x - 0.2 for x in xs], [c[1] for c in cols], 0.4, color=[c[3] for c in cols], alpha=0.55, label="idle (VmRSS)")
 ax.bar([x + 0.2 for x in xs], [c[2] for c in cols], 0.4, color=[c[3] for c in cols], label="peak under load (VmHWM)")
 for x, c in zip(xs, cols):
     for dx, v in ((-0.2, c[1]), (0.2, c[2])):
-        ax.annotate(f"{v:.1f}", (x + dx, v), ha="center", va="bottom", fontsize=7, xytext=(0, 1), textcoords="offset points")
+        ax.annotate(f"{v:.0f}" if v >= 100 else f"{v:.1f}", (x + dx, v), ha="center", va="bottom", fontsize=6.5,
+                    xytext=(0, 1), textcoords="offset points")
 ax.set_yscale("log")
 ax.set_xticks(list(xs))
-ax.set_xticklabels([c[0] for c in cols], fontsize=8)
+ax.set_xticklabels([c[0] for c in cols], fontsize=7.5)
 ax.set_ylabel("MiB (log scale)")
+ax.set_ylim(top=max(c[2] for c in cols) * 1.6)
 ax.set_title("Resident memory (light: idle, dark: peak)", fontsize=10)
 ax.grid(axis="y", alpha=0.3)
 fig.suptitle("skydns vs Knot DNS and unbound on the same machine (docs/performance.md)", fontsize=11)
@@ -230,11 +233,14 @@ stop_system_knot
 
 WORK=$(mktemp -d)
 PIDS=()
+CHILD=""
 cleanup() {
     local pid
+    [[ -z "$CHILD" ]] || kill "$CHILD" 2>/dev/null || true
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
+    [[ -z "$CHILD" ]] || wait "$CHILD" 2>/dev/null || true
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
@@ -242,6 +248,18 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Runs a long command in the background and waits for it: bash runs a trap
+# only after a foreground command ends, but interrupts `wait` at once, so
+# INT/TERM (and the timeout(1) above) clean up without waiting for dnsperf.
+run() {
+    "$@" &
+    CHILD=$!
+    local rc=0
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
 
 : >"$RAW"
 COMMANDS="$WORK/commands.txt"
@@ -405,8 +423,10 @@ register_web() {
 # NOERROR and at least MIN answers; prints "ms rss_kib" (VmRSS 1 s after the
 # first answer) and stops the server.
 cat >"$WORK/first_answer.py" <<'PY'
-import os, random, socket, struct, subprocess, sys, time
+import os, random, signal, socket, struct, subprocess, sys, time
 
+# Stopped by the script's cleanup: still stop the server (the finally below).
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 port, qname, qtype, min_answers, timeout, logpath = sys.argv[1:7]
 cmd = sys.argv[sys.argv.index("--") + 1:]
 port, qtype, min_answers, timeout = int(port), int(qtype), int(min_answers), float(timeout)
@@ -460,13 +480,15 @@ log "start to first answer, $START_TRIALS trials each: skydns (no data), knotd (
 for t in $(seq 1 "$START_TRIALS"); do
     p=$(free_port)
     h=$(free_port)
-    out=$(env "${SKYDNS_UNSET[@]}" NO_COLOR=1 python3 "$WORK/first_answer.py" "$p" "$DOMAIN" 6 1 10 "$WORK/start-skydns.log" -- \
-        "$BIN" -dns "127.0.0.1:$p" -http "127.0.0.1:$h" -domain "$DOMAIN" -nameserver 127.0.0.1:9 -log-level warn)
+    run env "${SKYDNS_UNSET[@]}" NO_COLOR=1 python3 "$WORK/first_answer.py" "$p" "$DOMAIN" 6 1 10 "$WORK/start-skydns.log" -- \
+        "$BIN" -dns "127.0.0.1:$p" -http "127.0.0.1:$h" -domain "$DOMAIN" -nameserver 127.0.0.1:9 -log-level warn >"$WORK/first.out"
+    out=$(<"$WORK/first.out")
     printf 'skydns\t%s\t%s\n' "$t" "${out// /$'\t'}" >>"$START_RESULTS"
     p=$(free_port)
     rm -rf "$WORK/knot-start"
     knot_conf "$WORK/knot-start" "$p" 1
-    out=$(python3 "$WORK/first_answer.py" "$p" "$DOMAIN" 6 1 10 "$WORK/start-knot.log" -- "$KNOTD" -c "$WORK/knot-start/knot.conf")
+    run python3 "$WORK/first_answer.py" "$p" "$DOMAIN" 6 1 10 "$WORK/start-knot.log" -- "$KNOTD" -c "$WORK/knot-start/knot.conf" >"$WORK/first.out"
+    out=$(<"$WORK/first.out")
     printf 'knot\t%s\t%s\n' "$t" "${out// /$'\t'}" >>"$START_RESULTS"
 done
 cat "$START_RESULTS" >&2
@@ -501,7 +523,7 @@ sleep 0.5
 
 log "register $MANY more services over many names on skydns-100k (-data; python3 http.client, 16 keep-alive connections)"
 REG_START=$(date +%s.%N)
-timeout 900 python3 - "$HTTP_MANY" "$MANY" <<'PY'
+cat >"$WORK/register.py" <<'PY'
 import http.client, json, sys, threading
 
 host, port = sys.argv[1].rsplit(":", 1)
@@ -532,6 +554,7 @@ for t in threads: t.join()
 if errors:
     sys.exit(f"registration failed: {errors[:5]}")
 PY
+run timeout 900 python3 "$WORK/register.py" "$HTTP_MANY" "$MANY"
 REG_SECS=$(awk -v s="$REG_START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 COUNT=$(curl -sS "$API_MANY/metrics" | awk '/^skydns_registry_services / { print $2 }')
 log "registered in ${REG_SECS}s; skydns_registry_services=$COUNT"
@@ -556,11 +579,12 @@ run_one() {
     cpu0=$(cpu_ticks "$pid")
     local args=(-s 127.0.0.1 -p "$port" -l "$SECONDS_PER_RUN" -c "$CLIENTS" -T "$THREADS" "${extra[@]}" -d "$WORK/$query.txt")
     log "round $round, $query, $v: dnsperf ${args[*]}"
-    out=$(timeout $((SECONDS_PER_RUN + 30)) dnsperf "${args[@]}" 2>&1) || {
+    run timeout $((SECONDS_PER_RUN + 30)) dnsperf "${args[@]}" >"$WORK/dnsperf.out" 2>&1 || {
         echo "dnsperf failed:" >&2
-        echo "$out" >&2
+        cat "$WORK/dnsperf.out" >&2
         exit 1
     }
+    out=$(<"$WORK/dnsperf.out")
     cpu1=$(cpu_ticks "$pid")
     printf '### round %s %s %s: dnsperf %s\n%s\n\n' "$round" "$query" "$v" "${args[*]}" "$out" >>"$RAW"
     local qps lat lost codes size completed
@@ -609,8 +633,9 @@ RESTART_RESULTS="$WORK/restart.tsv"
 for t in 1 2 3; do
     p=$(free_port)
     h=$(free_port)
-    out=$(env "${SKYDNS_UNSET[@]}" NO_COLOR=1 python3 "$WORK/first_answer.py" "$p" "app1.staging.$DOMAIN" 1 1 30 "$WORK/restart.log" -- \
-        "$BIN" -dns "127.0.0.1:$p" -http "127.0.0.1:$h" -domain "$DOMAIN" -nameserver 127.0.0.1:9 -data "$DATA_DIR" -log-level warn)
+    run env "${SKYDNS_UNSET[@]}" NO_COLOR=1 python3 "$WORK/first_answer.py" "$p" "app1.staging.$DOMAIN" 1 1 30 "$WORK/restart.log" -- \
+        "$BIN" -dns "127.0.0.1:$p" -http "127.0.0.1:$h" -domain "$DOMAIN" -nameserver 127.0.0.1:9 -data "$DATA_DIR" -log-level warn >"$WORK/first.out"
+    out=$(<"$WORK/first.out")
     printf 'restart\t%s\t%s\n' "$t" "${out// /$'\t'}" >>"$RESTART_RESULTS"
     log "  restart $t: ${out%% *} ms"
 done

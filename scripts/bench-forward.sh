@@ -18,7 +18,7 @@
 #   skydns     release binary as shipped (tokio: one worker per core)
 #   skydns-1w  the same with TOKIO_WORKER_THREADS=1 (skydns has no flag for
 #              its worker count; tokio reads this variable)
-#   unbound-1  unbound, `num-threads: 1` (its best setting on 2 cores)
+#   unbound-1  unbound, `num-threads: 1` (issue 6 calls it the best setting here)
 #   unbound-2  unbound, `num-threads: 2`
 # Two loads, dnsperf -l 10 -c 10 -T 2 each:
 #   cached  `web.prod.example.org A` repeated (after one warm-up query)
@@ -100,11 +100,14 @@ stop_system_unbound
 
 WORK=$(mktemp -d)
 PIDS=()
+CHILD=""
 cleanup() {
     local pid
+    [[ -z "$CHILD" ]] || kill "$CHILD" 2>/dev/null || true
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
+    [[ -z "$CHILD" ]] || wait "$CHILD" 2>/dev/null || true
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
@@ -112,6 +115,18 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Runs a long command in the background and waits for it: bash runs a trap
+# only after a foreground command ends, but interrupts `wait` at once, so
+# INT/TERM (and the timeout(1) above) clean up without waiting for dnsperf.
+run() {
+    "$@" &
+    CHILD=$!
+    local rc=0
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
 
 : >"$RAW"
 COMMANDS="$WORK/commands.txt"
@@ -298,11 +313,12 @@ run_one() {
     cpu0=$(cpu_ticks "$pid")
     local args=(-s 127.0.0.1 -p "$port" -l "$SECONDS_PER_RUN" -c "$CLIENTS" -T "$THREADS" "${extra[@]}" -d "$file")
     log "round $round, $scenario, $v: dnsperf ${args[*]}"
-    out=$(timeout $((SECONDS_PER_RUN + 30)) dnsperf "${args[@]}" 2>&1) || {
+    run timeout $((SECONDS_PER_RUN + 30)) dnsperf "${args[@]}" >"$WORK/dnsperf.out" 2>&1 || {
         echo "dnsperf failed:" >&2
-        echo "$out" >&2
+        cat "$WORK/dnsperf.out" >&2
         exit 1
     }
+    out=$(<"$WORK/dnsperf.out")
     cpu1=$(cpu_ticks "$pid")
     printf '### round %s %s %s: dnsperf %s\n%s\n\n' "$round" "$scenario" "$v" "${args[*]}" "$out" >>"$RAW"
     local qps lat lost codes size completed
