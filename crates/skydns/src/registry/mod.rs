@@ -84,7 +84,9 @@ pub struct Entry {
     /// Host parsed as an IP, when it is one.
     pub ip: Option<IpAddr>,
     /// Callbacks to notify on removal.
-    pub callbacks: Vec<Callback>,
+    /// Changed in place (not by replacing the `Arc`), so a heartbeat racing
+    /// with `add_callback` is never lost on a stale copy.
+    callbacks: Mutex<Vec<Callback>>,
     expires_ms: AtomicU64,
 }
 
@@ -103,7 +105,7 @@ impl Entry {
         Self {
             labels,
             ip,
-            callbacks,
+            callbacks: Mutex::new(callbacks),
             expires_ms: AtomicU64::new(expires_ms),
             service,
         }
@@ -156,8 +158,13 @@ impl Entry {
         StoredService {
             service: self.service.clone(),
             expires_ms: self.expires_ms(),
-            callbacks: self.callbacks.clone(),
+            callbacks: self.callbacks(),
         }
+    }
+
+    /// The callbacks to notify on removal.
+    pub fn callbacks(&self) -> Vec<Callback> {
+        lock(&self.callbacks).clone()
     }
 }
 
@@ -213,8 +220,8 @@ impl std::fmt::Debug for Registry {
 type Deadlines = BinaryHeap<Reverse<(u64, Arc<str>)>>;
 
 struct Inner {
-    /// uuid → entry. Entries are immutable but for their deadline; a change of
-    /// callbacks replaces the `Arc`.
+    /// uuid → entry. Entries are immutable but for their deadline and their
+    /// callbacks, both changed in place.
     entries: DashMap<Arc<str>, Arc<Entry>>,
     index: Index,
     store: Arc<dyn Store>,
@@ -416,7 +423,6 @@ impl Registry {
         );
         let host = (!callback.host.is_empty()).then(|| callback.host.clone());
         let pattern = Pattern(vec![env, name, version, region]);
-        let now = now_ms();
         let matched: Vec<Arc<Entry>> = self
             .lookup(&pattern)
             .into_iter()
@@ -431,30 +437,30 @@ impl Registry {
                 pattern.suffix(pattern.depth())
             )));
         }
-        let updated: Vec<Entry> = matched
-            .iter()
+        let updated: Vec<(Arc<Entry>, Vec<Callback>)> = matched
+            .into_iter()
             .map(|e| {
                 let mut callbacks: Vec<Callback> = e
-                    .callbacks
-                    .iter()
+                    .callbacks()
+                    .into_iter()
                     .filter(|c| c.uuid != uuid)
-                    .cloned()
                     .collect();
                 callbacks.push(callback.clone());
-                Entry::new(e.service.clone(), e.expires_ms(), callbacks)
+                (e, callbacks)
             })
             .collect();
-        self.inner
-            .store
-            .put(updated.iter().map(Entry::stored).collect())
-            .await?;
+        let records = updated
+            .iter()
+            .map(|(e, callbacks)| StoredService {
+                service: e.service.clone(),
+                expires_ms: e.expires_ms(),
+                callbacks: callbacks.clone(),
+            })
+            .collect();
+        self.inner.store.put(records).await?;
         let count = updated.len();
-        for entry in updated {
-            if entry.is_live(now) {
-                self.inner
-                    .entries
-                    .insert(Arc::from(entry.service.uuid.as_str()), Arc::new(entry));
-            }
+        for (entry, callbacks) in updated {
+            *lock(&entry.callbacks) = callbacks;
         }
         Ok(count)
     }
@@ -577,7 +583,7 @@ impl Registry {
     }
 
     fn fire_callbacks(&self, entry: &Entry, view: &Service) {
-        for cb in &entry.callbacks {
+        for cb in &entry.callbacks() {
             let delivery = Delivery {
                 callback: cb.clone(),
                 service: view.clone(),
