@@ -148,10 +148,7 @@ impl SkyDns {
 
     /// Sends a signal (`"KILL"`, `"TERM"`, `"STOP"`, `"CONT"`) with `kill(1)`.
     pub fn signal(&self, sig: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
+        signal_pid(self.pid(), sig);
     }
 
     /// `kill -9` and wait for the process to be gone.
@@ -179,6 +176,18 @@ impl SkyDns {
             .await
             .unwrap_or_else(|e| panic!("tcp query {name} {rtype}: {e}"))
     }
+}
+
+/// Sends `sig` (`"KILL"`, `"TERM"`, `"STOP"`, `"CONT"`) to `pid` with `kill(1)`;
+/// panics when that fails. Shared by every daemon handle of the harness.
+pub fn signal_pid(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "kill -{sig} {pid} failed"
+    );
 }
 
 /// Parses the `listening dns=... http=...` line.

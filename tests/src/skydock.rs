@@ -142,10 +142,7 @@ impl SkyDock {
 
     /// Sends a signal (`"STOP"`, `"CONT"`, `"KILL"`, `"TERM"`) with `kill(1)`.
     pub fn signal(&self, sig: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
+        crate::signal_pid(self.pid(), sig);
     }
 
     /// `kill -9` and wait for the process to be gone.
