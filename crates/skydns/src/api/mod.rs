@@ -2,11 +2,13 @@
 //! `/metrics` and `/health`.
 //!
 //! [`router`] builds the axum `Router`; [`serve`] runs it on a bound listener
-//! (plain or TLS) until the cancellation token fires.
+//! (plain or TLS) until the cancellation token fires. Both apply the
+//! [`ApiLimits`] (connection cap, header/body read timeouts, write rate).
 
 mod body;
 mod error;
 mod handlers;
+pub mod limits;
 mod status;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -19,11 +21,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, put},
 };
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub use limits::ApiLimits;
 pub use status::OPENAPI;
 
 /// Every (method, path) the router serves; the OpenAPI document lists
@@ -73,9 +76,26 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// The API router over `registry`. With a `secret`, every `/skydns/` route
-/// requires `Authorization: <secret>` (or `Bearer <secret>`).
+/// The API router over `registry` with the default [`ApiLimits`]. With a
+/// `secret`, every `/skydns/` route requires `Authorization: <secret>` (or
+/// `Bearer <secret>`).
 pub fn router(registry: Registry, metrics: Arc<Metrics>, secret: Option<String>) -> Router {
+    router_with_limits(registry, metrics, secret, &ApiLimits::default())
+}
+
+/// [`router`] with explicit limits: writes beyond `limits.write_rate` per
+/// client get 429, a write body not received within
+/// `limits.body_read_timeout` gets 408.
+pub fn router_with_limits(
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    secret: Option<String>,
+    limits: &ApiLimits,
+) -> Router {
+    let writes = Arc::new(limits::WriteLimiter::new(
+        limits.write_rate,
+        limits.write_burst,
+    ));
     let state = AppState {
         registry,
         metrics,
@@ -107,6 +127,11 @@ pub fn router(registry: Registry, metrics: Arc<Metrics>, secret: Option<String>)
         .route("/health", get(handlers::health))
         .route("/ready", get(status::ready))
         .route("/openapi.json", get(status::openapi))
+        .layer(middleware::from_fn_with_state(
+            limits.body_read_timeout,
+            limits::read_body_in_time,
+        ))
+        .layer(middleware::from_fn_with_state(writes, limits::limit_writes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -221,8 +246,9 @@ pub async fn load_tls(files: &TlsFiles) -> Result<RustlsConfig, Error> {
         })
 }
 
-/// Serves `app` on `listener` (over TLS when `tls` is given) until `token` is
-/// cancelled, then drains in-flight requests for up to five seconds.
+/// Serves `app` on `listener` (over TLS when `tls` is given) with the
+/// default [`ApiLimits`] until `token` is cancelled, then drains in-flight
+/// requests for up to five seconds.
 ///
 /// # Errors
 /// [`Error::Io`] when serving fails.
@@ -232,31 +258,72 @@ pub async fn serve(
     tls: Option<RustlsConfig>,
     token: CancellationToken,
 ) -> Result<(), Error> {
+    serve_with_limits(listener, app, tls, token, &ApiLimits::default()).await
+}
+
+/// [`serve`] with explicit limits: at most `limits.max_connections`
+/// connections (more are closed on accept), and a request's header block
+/// must arrive within `limits.header_read_timeout` of the connection's start
+/// or of the previous response (which also closes idle keep-alive
+/// connections).
+///
+/// # Errors
+/// [`Error::Io`] when serving fails.
+pub async fn serve_with_limits(
+    listener: std::net::TcpListener,
+    app: Router,
+    tls: Option<RustlsConfig>,
+    token: CancellationToken,
+    limits: &ApiLimits,
+) -> Result<(), Error> {
     listener.set_nonblocking(true)?;
-    match tls {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    let stop_task = tokio::spawn(async move {
+        token.cancelled().await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let connections = limits::ConnectionLimit::new(limits.max_connections);
+    let make = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = match tls {
         None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await?;
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(connections)
+                .handle(handle)
+                .first_request_timeout(limits.header_read_timeout)
+                .http1_only();
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(limits.header_read_timeout);
+            server.serve(make).await
         }
         Some(config) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            let stop_task = tokio::spawn(async move {
-                token.cancelled().await;
-                stopper.graceful_shutdown(Some(Duration::from_secs(5)));
-            });
-            let served = axum_server::from_tcp_rustls(listener, config)?
+            let acceptor = RustlsAcceptor::new(config).acceptor(connections);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
                 .handle(handle)
-                .serve(app.into_make_service())
-                .await;
-            stop_task.abort();
-            served?;
+                .first_request_timeout(limits.header_read_timeout);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(limits.header_read_timeout);
+            server
+                .http_builder()
+                .http2()
+                .max_concurrent_streams(MAX_H2_STREAMS)
+                .keep_alive_interval(limits.header_read_timeout)
+                .keep_alive_timeout(limits.header_read_timeout);
+            server.serve(make).await
         }
-    }
+    };
+    stop_task.abort();
+    served?;
     Ok(())
 }
+
+/// Concurrent requests on one HTTP/2 connection (TLS only).
+const MAX_H2_STREAMS: u32 = 64;
 
 #[cfg(test)]
 mod tests {
@@ -328,6 +395,97 @@ mod tests {
                 assert_eq!(served, should, "{method} {path} answered {status}");
             }
         }
+    }
+
+    async fn limited_app(limits: ApiLimits) -> Router {
+        let metrics = Arc::new(Metrics::new());
+        let options = RegistryOptions {
+            domain: "skydns.local".into(),
+            no_expire_ttl: 3600,
+        };
+        let (registry, _) = Registry::open(Arc::new(MemoryStore), options, Arc::clone(&metrics))
+            .await
+            .expect("opens");
+        router_with_limits(registry, metrics, None, &limits)
+    }
+
+    const BODY: &str = r#"{"Name":"web","Version":"1","Environment":"prod","Region":"east","Host":"10.0.0.1","Port":80,"TTL":30}"#;
+
+    #[tokio::test]
+    async fn writes_beyond_the_rate_get_429_with_json_and_reads_do_not() {
+        let app = limited_app(ApiLimits {
+            write_rate: 1,
+            write_burst: 2,
+            ..ApiLimits::default()
+        })
+        .await;
+        let put = |i: u32| {
+            HttpRequest::builder()
+                .method("PUT")
+                .uri(format!("/skydns/services/u{i}"))
+                .header("content-type", "application/json")
+                .body(Body::from(BODY))
+                .expect("request")
+        };
+        for i in 0..2 {
+            let status = app
+                .clone()
+                .oneshot(put(i))
+                .await
+                .expect("response")
+                .status();
+            assert!(status.is_success(), "write {i}: {status}");
+        }
+        let resp = app.clone().oneshot(put(9)).await.expect("response");
+        assert_eq!(resp.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+        let body = axum::body::to_bytes(resp.into_body(), MAX_BODY)
+            .await
+            .expect("body");
+        let err: skydns_api::ApiError = serde_json::from_slice(&body).expect("JSON error");
+        assert!(err.error.contains("too many writes"), "{}", err.error);
+        // Reads are not limited, and the throttled write stored nothing.
+        let get = HttpRequest::builder()
+            .uri("/skydns/services/u9")
+            .body(Body::empty())
+            .expect("request");
+        let status = app.clone().oneshot(get).await.expect("response").status();
+        assert_eq!(status, axum::http::StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_arrives_gets_408_and_a_large_one_413() {
+        let app = limited_app(ApiLimits {
+            body_read_timeout: Duration::from_millis(100),
+            ..ApiLimits::default()
+        })
+        .await;
+        let never = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+        let req = HttpRequest::builder()
+            .method("PUT")
+            .uri("/skydns/services/slow")
+            .header("content-type", "application/json")
+            .body(Body::from_stream(never))
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("response");
+        assert_eq!(resp.status(), axum::http::StatusCode::REQUEST_TIMEOUT);
+        let body = axum::body::to_bytes(resp.into_body(), MAX_BODY)
+            .await
+            .expect("body");
+        let err: skydns_api::ApiError = serde_json::from_slice(&body).expect("JSON error");
+        assert_eq!(err.field.as_deref(), Some("body"));
+
+        let chunks = futures_util::stream::iter(
+            (0..20).map(|_| Ok::<_, std::io::Error>(vec![b' '; 8 * 1024])),
+        );
+        let req = HttpRequest::builder()
+            .method("PUT")
+            .uri("/skydns/services/big")
+            .header("content-type", "application/json")
+            .body(Body::from_stream(chunks))
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("response");
+        assert_eq!(resp.status(), axum::http::StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]
