@@ -459,6 +459,74 @@ fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Open file descriptors of process `pid` (the entries of `/proc/<pid>/fd`);
+/// `None` when they cannot be read.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(Iterator::count)
+}
+
+/// Waits up to `within` for process `pid` to hold at most `baseline` open
+/// file descriptors; `Err` carries the last count seen.
+pub async fn fds_back_to(pid: u32, baseline: usize, within: Duration) -> Result<(), usize> {
+    let mut last = usize::MAX;
+    let back = eventually(within, || {
+        last = open_fds(pid).unwrap_or(usize::MAX);
+        std::future::ready(last <= baseline)
+    })
+    .await;
+    if back { Ok(()) } else { Err(last) }
+}
+
+/// Opens `n` TCP connections to `addr`, `parallel` connects at a time, and
+/// hands them back as non-blocking std streams (so [`is_closed_by_peer`]
+/// can look at them without a runtime). Connections that fail are left out.
+pub async fn open_idle_connections(
+    addr: SocketAddr,
+    n: usize,
+    parallel: usize,
+) -> Vec<std::net::TcpStream> {
+    let mut out = Vec::with_capacity(n);
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(parallel.max(1));
+        left -= batch;
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..batch {
+            set.spawn(async move {
+                let s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+                    .await
+                    .ok()?
+                    .ok()?;
+                s.into_std().ok()
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            if let Ok(Some(s)) = done {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// True when the peer has closed (or reset) a non-blocking stream from
+/// [`open_idle_connections`]; false while it is open and silent.
+pub fn is_closed_by_peer(stream: &std::net::TcpStream) -> bool {
+    use std::io::Read as _;
+    let mut buf = [0u8; 512];
+    loop {
+        match (&*stream).read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // data (an answer): keep reading to see the end
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -199,3 +199,143 @@ fn reply(query: &Message, behavior: Behavior, udp: bool) -> Message {
     }
     m
 }
+
+/// Binds UDP and TCP on one loopback port (`addr` with port 0: a free one).
+async fn bind_pair(addr: &str) -> (UdpSocket, TcpListener) {
+    for _ in 0..32 {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("udp bind {addr}: {e}"));
+        let local = udp.local_addr().expect("udp addr");
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return (udp, tcp),
+            Err(_) if addr.ends_with(":0") => continue,
+            Err(e) => panic!("tcp bind {local}: {e}"),
+        }
+    }
+    panic!("no port free for both UDP and TCP on {addr}")
+}
+
+/// A misbehaving upstream for fault tests; stops when dropped.
+pub struct BadUpstream {
+    /// Where it listens (UDP and TCP).
+    pub addr: SocketAddr,
+    udp_count: Arc<AtomicUsize>,
+    tcp_open: Arc<AtomicUsize>,
+    tcp_accepted: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for BadUpstream {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// How a [`BadUpstream`] misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Reads every UDP query and never answers; accepts every TCP connection
+    /// and holds it open, reading, without ever answering.
+    Blackhole,
+    /// Answers every query with garbage and never with a valid reply: over
+    /// UDP random bytes, a reply with the wrong ID and a reply to another
+    /// question; over TCP a length-prefixed run of random bytes.
+    Garbage,
+}
+
+impl BadUpstream {
+    /// Starts one on `addr` (port 0: any free port).
+    pub async fn start(addr: &str, fault: Fault) -> Self {
+        let (udp, tcp) = bind_pair(addr).await;
+        let addr = udp.local_addr().expect("addr");
+        let udp_count = Arc::new(AtomicUsize::new(0));
+        let tcp_open = Arc::new(AtomicUsize::new(0));
+        let tcp_accepted = Arc::new(AtomicUsize::new(0));
+        let uc = Arc::clone(&udp_count);
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, from)) = udp.recv_from(&mut buf).await else {
+                    return;
+                };
+                uc.fetch_add(1, Ordering::SeqCst);
+                if fault == Fault::Blackhole {
+                    continue;
+                }
+                for reply in garbage_replies(buf.get(..n).unwrap_or_default()) {
+                    let _ = udp.send_to(&reply, from).await;
+                }
+            }
+        });
+        let (open, accepted) = (Arc::clone(&tcp_open), Arc::clone(&tcp_accepted));
+        let tcp_task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut s, _)) = tcp.accept().await else {
+                    return;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                open.fetch_add(1, Ordering::SeqCst);
+                let open = Arc::clone(&open);
+                conns.spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    if fault == Fault::Garbage {
+                        let junk: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
+                        let _ = s.write_all(&[0, 64]).await;
+                        let _ = s.write_all(&junk).await;
+                    }
+                    // Hold the connection until the other side closes it.
+                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Self {
+            addr,
+            udp_count,
+            tcp_open,
+            tcp_accepted,
+            tasks: vec![udp_task, tcp_task],
+        }
+    }
+
+    /// UDP datagrams received.
+    pub fn udp_queries(&self) -> usize {
+        self.udp_count.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn tcp_accepted(&self) -> usize {
+        self.tcp_accepted.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections the other side has not closed yet.
+    pub fn tcp_open(&self) -> usize {
+        self.tcp_open.load(Ordering::SeqCst)
+    }
+}
+
+/// What the garbage upstream sends for one query: random bytes, then (when
+/// the query decodes) a reply with the wrong ID and a reply with the right ID
+/// to another question.
+fn garbage_replies(query: &[u8]) -> Vec<Vec<u8>> {
+    let len = 12 + usize::from(rand::random::<u8>());
+    let mut out = vec![(0..len).map(|_| rand::random::<u8>()).collect::<Vec<u8>>()];
+    if let Ok(q) = Message::from_vec(query) {
+        let mut wrong_id = reply(&q, Behavior::Answer, true);
+        wrong_id.metadata.id = q.metadata.id.wrapping_add(1);
+        out.push(wrong_id.to_vec().unwrap_or_default());
+        let mut other = reply(&q, Behavior::Answer, true);
+        let name = Name::from_ascii("other.invalid.").unwrap_or_else(|_| Name::root());
+        other.queries = vec![hickory_proto::op::Query::query(
+            name,
+            hickory_proto::rr::RecordType::A,
+        )];
+        out.push(other.to_vec().unwrap_or_default());
+    }
+    out
+}

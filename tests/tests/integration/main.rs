@@ -4,6 +4,7 @@ mod api;
 mod dns;
 mod docker_infra;
 mod embedded;
+mod faults;
 mod forward;
 mod process;
 mod schema;
