@@ -19,7 +19,7 @@ use skydns_tests::{
     stub::{BadUpstream, Fault},
     tcp_query, udp_exchange, udp_raw_from,
 };
-use tokio::{io::AsyncWriteExt, net::UdpSocket, task::JoinSet};
+use tokio::{io::AsyncWriteExt, task::JoinSet};
 
 /// `-forward-timeout` of the forwarding tests.
 const FORWARD_TIMEOUT: &str = "500ms";
@@ -284,7 +284,7 @@ async fn http_connections_beyond_the_cap_are_closed_at_once() {
 fn junk(n: usize) -> Vec<u8> {
     let len = 1 + usize::from(rand::random::<u8>());
     let mut junk: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
-    if n % 3 == 0 && junk.len() > 12 {
+    if n.is_multiple_of(3) && junk.len() > 12 {
         junk.splice(..6, [0x12, 0x34, 0x01, 0x00, 0x00, 0x01]);
     }
     junk

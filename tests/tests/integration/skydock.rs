@@ -435,6 +435,62 @@ async fn skydns_restarted_without_data_gets_everything_back_within_a_beat() {
     );
 }
 
+#[tokio::test]
+async fn skydns_down_longer_than_the_ttl_gets_everything_back_within_a_beat() {
+    docker::ensure_test_images();
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_s = data.path().to_string_lossy().into_owned();
+    let sky = SkyDns::start(&["-data", &data_s]).await;
+    let env = unique_env();
+    let owner = format!("skydock-test-{env}");
+    let dock = start_dock(&sky, &env, &owner, &["-ttl", "3"]).await; // beat 2 s
+    let a = Container::run(PREFIX, BUSYBOX, &[], &[]).await;
+    let b = Container::run(PREFIX, BUSYBOX, &["--expose", "7001"], &[]).await;
+    let (name_a, name_b) = (
+        fqdn(&a.name, "busybox", &env),
+        fqdn(&b.name, "busybox", &env),
+    );
+    let (ip_a, ip_b) = (a.ip().await, b.ip().await);
+    expect_resolves(&sky, &dock, &name_a, &ip_a, APPEAR).await;
+    expect_resolves(&sky, &dock, &name_b, &ip_b, APPEAR).await;
+
+    // Down for twice the TTL: every stored registration expires meanwhile.
+    let http = sky.http.to_string();
+    sky.kill9().await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let sky = SkyDns::start_on("127.0.0.1:0", &http, &["-data", &data_s]).await;
+    let restarted = Instant::now();
+    // The log is coloured: keep only the text.
+    let mut log = String::new();
+    let mut in_escape = false;
+    for ch in sky.log().chars() {
+        match ch {
+            '\u{1b}' => in_escape = true,
+            'm' if in_escape => in_escape = false,
+            _ if !in_escape => log.push(ch),
+            _ => {}
+        }
+    }
+    assert!(
+        log.contains("expired_while_down=") && !log.contains("expired_while_down=0"),
+        "the stored registrations expired while skydns was down:\n{log}"
+    );
+    expect_resolves(&sky, &dock, &name_a, &ip_a, Duration::from_secs(5)).await;
+    expect_resolves(&sky, &dock, &name_b, &ip_b, Duration::from_secs(5)).await;
+    let took = restarted.elapsed();
+    eprintln!("re-registered {took:?} after skydns came back");
+    assert!(
+        took <= Duration::from_secs(4),
+        "re-registered after {took:?} (beat 2 s)"
+    );
+    assert_eq!(srv_ports(&sky, &name_b).await, [7001, 8080]);
+    assert!(
+        dock.log().contains("registering again"),
+        "{}",
+        tail(&dock.log(), 20)
+    );
+}
+
 // ---------------------------------------------------------- reconcile
 
 #[tokio::test]
