@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Overload (issue 8; a benchmark script, not CI): measures the release
+# skydns's DNS capacity with dnsperf for a few seconds, then offers twice that
+# rate (dnsperf -Q) for 30 s while sampling its RSS, and checks that it sheds
+# load (lost queries or REFUSED) instead of queueing without bound, that
+# memory stays bounded, and that a normal query is answered right after.
+# Writes the figures between the `overload` markers of docs/reliability.md.
+#
+#   scripts/overload.sh                          # 5 s capacity, 30 s at 2x
+#   OVERLOAD_SECONDS=10 OVERLOAD_FACTOR=3 scripts/overload.sh
+#   OVERLOAD_NO_WRITE=1 scripts/overload.sh      # print only
+#
+# Loopback only; everything started here is killed on exit; the whole run is
+# bounded by OVERLOAD_TIMEOUT seconds (default 300).
+set -euo pipefail
+
+if [[ -z "${OVERLOAD_UNDER_TIMEOUT:-}" ]]; then
+    export OVERLOAD_UNDER_TIMEOUT=1
+    exec timeout --foreground -k 10 "${OVERLOAD_TIMEOUT:-300}" "$0" "$@"
+fi
+
+# shellcheck source=scripts/reliability-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/reliability-lib.sh"
+cd "$ROOT"
+
+CAP_SECONDS="${OVERLOAD_CAPACITY_SECONDS:-5}"
+SECONDS_AT="${OVERLOAD_SECONDS:-30}"
+FACTOR="${OVERLOAD_FACTOR:-2}"
+DATE_START=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+log "build: cargo build --release -p skydns --locked"
+cargo build --release -p skydns --locked
+need_tools
+
+start_skydns overload
+PID=$SK_PID
+for i in $(seq 1 10); do
+    register "$SK_API" "web$i" web prod "10.0.0.$i" 80 3600
+done
+printf 'web.prod.skydns.local A\n' >"$WORK/q.txt"
+[[ "$(dnsq "$SK_DNS" web.prod.skydns.local)" == "0 10 "* ]] || {
+    echo "skydns does not answer web.prod.skydns.local" >&2
+    exit 1
+}
+RSS_IDLE=$(rss_kb "$PID")
+FDS_IDLE=$(fd_count "$PID")
+
+# stat FILE LABEL: a number from dnsperf's summary.
+stat() { grep -m1 "$2" "$1" | sed -E 's/^[^:]*:[[:space:]]*([0-9.]+).*/\1/'; }
+codes() { grep -m1 'Response codes:' "$1" | sed -E 's/^[^:]*:[[:space:]]*//'; }
+
+log "capacity: dnsperf -l $CAP_SECONDS -c 10 -T 2"
+run dnsperf -s 127.0.0.1 -p "$SK_DNS" -d "$WORK/q.txt" -l "$CAP_SECONDS" -c 10 -T 2 -q 200 >"$WORK/cap.txt" 2>&1
+CAP=$(stat "$WORK/cap.txt" 'Queries per second')
+CAP=${CAP%.*}
+RATE=$((CAP * FACTOR))
+log "capacity $CAP queries/s; offering $RATE queries/s for $SECONDS_AT s"
+
+# RSS every 0.5 s while overloaded.
+(
+    while kill -0 "$PID" 2>/dev/null; do
+        echo "$(rss_kb "$PID") $(fd_count "$PID")"
+        sleep 0.5
+    done
+) >"$WORK/rss.txt" &
+SAMPLER=$!
+PIDS+=("$SAMPLER")
+# -q: enough outstanding queries that dnsperf keeps sending at the offered
+# rate however slow the answers; -t 1: an answer later than 1 s is lost.
+run dnsperf -s 127.0.0.1 -p "$SK_DNS" -d "$WORK/q.txt" -l "$SECONDS_AT" -c 10 -T 2 \
+    -Q "$RATE" -q 20000 -t 1 >"$WORK/over.txt" 2>&1
+AFTER=$(dnsq "$SK_DNS" web.prod.skydns.local)
+kill "$SAMPLER" 2>/dev/null || true
+log "right after: rcode/answers/ms = $AFTER"
+run dnsperf -s 127.0.0.1 -p "$SK_DNS" -d "$WORK/q.txt" -l 3 -c 10 -T 2 -q 200 >"$WORK/post.txt" 2>&1
+sleep 2
+RSS_MAX=$(awk 'BEGIN {m = 0} $1 > m {m = $1} END {print m}' "$WORK/rss.txt")
+FDS_MAX=$(awk 'BEGIN {m = 0} $2 > m {m = $2} END {print m}' "$WORK/rss.txt")
+RSS_END=$(rss_kb "$PID")
+FDS_END=$(fd_count "$PID")
+
+SENT=$(stat "$WORK/over.txt" 'Queries sent')
+DONE=$(stat "$WORK/over.txt" 'Queries completed')
+LOST=$(stat "$WORK/over.txt" 'Queries lost')
+QPS=$(stat "$WORK/over.txt" 'Queries per second')
+LAT=$(stat "$WORK/over.txt" 'Average Latency')
+CODES=$(codes "$WORK/over.txt")
+POST=$(stat "$WORK/post.txt" 'Queries per second')
+REFUSED=$(grep -o 'REFUSED [0-9]*' <<<"$CODES" | awk '{print $2}' || true)
+SERVFAIL=$(grep -o 'SERVFAIL [0-9]*' <<<"$CODES" | awk '{print $2}' || true)
+
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+verdict=ok
+[[ "$AFTER" == "0 10 "* ]] || verdict="FAILED: no normal answer right after"
+awk -v m="$RSS_MAX" -v i="$RSS_IDLE" 'BEGIN {exit !(m > i + 262144)}' && verdict="FAILED: RSS grew by more than 256 MiB"
+
+OUT="$WORK/section.md"
+{
+    echo "Run $DATE_START on $(nproc) cores ($(uname -sr)); load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Release skydns (memory store, 10 services answering \`web.prod.skydns.local A\`), dnsperf on the same machine."
+    echo
+    echo "| step | figure |"
+    echo "|---|---|"
+    echo "| capacity (\`dnsperf -l $CAP_SECONDS -c 10 -T 2\`) | $CAP queries/s |"
+    echo "| offered (\`-Q $RATE -q 20000 -t 1 -l $SECONDS_AT\`, ${FACTOR}x) | $SENT queries sent ($(awk -v s="$SENT" -v t="$SECONDS_AT" 'BEGIN {printf "%.0f", s / t}')/s) |"
+    echo "| answered | $DONE ($QPS/s, average latency $LAT s) |"
+    echo "| lost (no answer within 1 s: shed) | $LOST |"
+    echo "| response codes | $CODES |"
+    echo "| REFUSED / SERVFAIL | ${REFUSED:-0} / ${SERVFAIL:-0} |"
+    echo "| RSS idle → max under overload → after | $(mib "$RSS_IDLE") → $(mib "$RSS_MAX") → $(mib "$RSS_END") MiB |"
+    echo "| open fds idle → max → after | $FDS_IDLE → $FDS_MAX → $FDS_END |"
+    echo "| a normal query right after (rcode, answers, ms) | $AFTER |"
+    echo "| capacity right after (\`-l 3\`) | ${POST%.*} queries/s |"
+    echo "| verdict | $verdict |"
+    echo
+    echo "Command: \`scripts/overload.sh\` (OVERLOAD_SECONDS=$SECONDS_AT OVERLOAD_FACTOR=$FACTOR)."
+} >"$OUT"
+cat "$OUT"
+if [[ -z "${OVERLOAD_NO_WRITE:-}" ]]; then
+    replace_block overload "$OUT"
+    log "wrote the overload section of docs/reliability.md"
+fi
+[[ $verdict == ok ]]
