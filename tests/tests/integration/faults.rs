@@ -161,13 +161,15 @@ async fn five_thousand_idle_tcp_dns_connections_do_not_lock_out_new_clients() {
         ["10.9.9.9"]
     );
 
-    // skydns closes them itself (idle timeout or cap) while we still hold them.
+    // skydns closes them itself (idle timeout or cap) while we still hold
+    // them; on a loaded machine accepting 5,000 takes a while.
+    let within = SETTLE * 3;
     let all_closed =
-        skydns_tests::eventually(SETTLE, || async { idle.iter().all(is_closed_by_peer) }).await;
+        skydns_tests::eventually(within, || async { idle.iter().all(is_closed_by_peer) }).await;
     let still_open = idle.iter().filter(|s| !is_closed_by_peer(s)).count();
     assert!(
         all_closed,
-        "{still_open} idle connections are still open after {SETTLE:?}"
+        "{still_open} idle connections are still open after {within:?}"
     );
     expect_fds_back(
         &sky,
@@ -214,10 +216,14 @@ async fn slowloris_http_clients_are_timed_out_and_others_are_served() {
             }
         });
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let connected = skydns_tests::eventually(Duration::from_secs(5), || async {
+        fds(&sky) >= baseline + 250
+    })
+    .await;
     assert!(
-        fds(&sky) >= baseline + 250,
-        "the slow clients are connected"
+        connected,
+        "the slow clients are connected ({} fds)",
+        fds(&sky)
     );
 
     // A normal client is served while they trickle.
@@ -293,8 +299,8 @@ fn junk(n: usize) -> Vec<u8> {
 /// Attempts a client makes (500 ms apart) before it gives up on a query,
 /// as a stub resolver does.
 const ATTEMPTS: usize = 3;
-/// Threads flooding garbage.
-const SENDERS: usize = 2;
+/// Sockets the garbage comes from.
+const SENDERS: usize = 3;
 
 #[tokio::test]
 async fn a_flood_of_garbage_udp_does_not_stop_normal_answers() {
@@ -302,22 +308,24 @@ async fn a_flood_of_garbage_udp_does_not_stop_normal_answers() {
     let name = with_service(&sky).await;
     let flood_for = Duration::from_secs(10);
     let stop = Arc::new(AtomicBool::new(false));
-    // OS threads send garbage as fast as the kernel takes it.
-    let senders: Vec<_> = (0..SENDERS)
-        .map(|_| {
-            let (dns, stop) = (sky.dns, Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-                let datagrams: Vec<Vec<u8>> = (0..1024).map(junk).collect();
-                let mut n = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = sock.send_to(&datagrams[n % datagrams.len()], dns);
-                    n += 1;
-                }
-                n
-            })
+    // One OS thread sends garbage from SENDERS sockets (source ports) in
+    // turn, as fast as the kernel takes it: a core's worth of flood, leaving
+    // the other core to skydns and the tests running alongside.
+    let sender = {
+        let (dns, stop) = (sky.dns, Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let socks: Vec<std::net::UdpSocket> = (0..SENDERS)
+                .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
+                .collect();
+            let datagrams: Vec<Vec<u8>> = (0..1024).map(junk).collect();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = socks[n % SENDERS].send_to(&datagrams[n % datagrams.len()], dns);
+                n += 1;
+            }
+            n
         })
-        .collect();
+    };
 
     let (mut asked, mut first_try, mut answered) = (0usize, 0usize, 0usize);
     let until = Instant::now() + flood_for;
@@ -341,7 +349,7 @@ async fn a_flood_of_garbage_udp_does_not_stop_normal_answers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, Ordering::SeqCst);
-    let garbage: usize = senders.into_iter().map(|t| t.join().expect("sender")).sum();
+    let garbage = sender.join().expect("sender");
     eprintln!(
         "garbage datagrams sent: {garbage}; normal queries answered {answered}/{asked} \
          within {ATTEMPTS} attempts, {first_try}/{asked} at the first"
