@@ -23,6 +23,8 @@ use tokio::{io::AsyncWriteExt, task::JoinSet};
 
 /// `-forward-timeout` of the forwarding tests.
 const FORWARD_TIMEOUT: &str = "500ms";
+/// The tests that do not forward: nothing can leave loopback.
+const NO_UPSTREAM: [&str; 1] = ["-no-forward"];
 /// How long fds may take to come back to their baseline.
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -139,7 +141,7 @@ async fn an_upstream_that_answers_garbage_costs_a_bounded_servfail_and_no_fds() 
 
 #[tokio::test]
 async fn five_thousand_idle_tcp_dns_connections_do_not_lock_out_new_clients() {
-    let sky = SkyDns::start(&[]).await;
+    let sky = SkyDns::start(&NO_UPSTREAM).await;
     let name = with_service(&sky).await;
     let _ = sky.query_tcp(name, RecordType::A).await;
     let baseline = fds(&sky);
@@ -186,7 +188,7 @@ async fn five_thousand_idle_tcp_dns_connections_do_not_lock_out_new_clients() {
 
 #[tokio::test]
 async fn slowloris_http_clients_are_timed_out_and_others_are_served() {
-    let sky = SkyDns::start(&[]).await;
+    let sky = SkyDns::start(&NO_UPSTREAM).await;
     let health = http(sky.http, "GET", "/health", &[], None)
         .await
         .expect("health");
@@ -254,7 +256,7 @@ async fn slowloris_http_clients_are_timed_out_and_others_are_served() {
 
 #[tokio::test]
 async fn http_connections_beyond_the_cap_are_closed_at_once() {
-    let sky = SkyDns::start(&[]).await;
+    let sky = SkyDns::start(&NO_UPSTREAM).await;
     let _ = http(sky.http, "GET", "/health", &[], None)
         .await
         .expect("health");
@@ -304,7 +306,7 @@ const SENDERS: usize = 3;
 
 #[tokio::test]
 async fn a_flood_of_garbage_udp_does_not_stop_normal_answers() {
-    let sky = SkyDns::start(&[]).await;
+    let sky = SkyDns::start(&NO_UPSTREAM).await;
     let name = with_service(&sky).await;
     let flood_for = Duration::from_secs(10);
     let stop = Arc::new(AtomicBool::new(false));
