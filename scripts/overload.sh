@@ -32,7 +32,7 @@ log "build: cargo build --release -p skydns --locked"
 cargo build --release -p skydns --locked
 need_tools
 
-start_skydns overload
+start_skydns overload -no-forward
 PID=$SK_PID
 for i in $(seq 1 10); do
     register "$SK_API" "web$i" web prod "10.0.0.$i" 80 3600
