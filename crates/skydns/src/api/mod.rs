@@ -172,10 +172,21 @@ fn secret_matches(given: &[u8], secret: &[u8]) -> bool {
             .decode(b64)
             .unwrap_or_default();
         let password = decoded.splitn(2, |b| *b == b':').nth(1).unwrap_or_default();
-        return bool::from(password.ct_eq(secret));
+        return constant_time_eq(password, secret);
     }
     let given = given.strip_prefix(b"Bearer ").unwrap_or(given);
-    bool::from(given.ct_eq(secret))
+    constant_time_eq(given, secret)
+}
+
+/// `given == secret` in a time that depends on the secret's length only:
+/// unlike `subtle`'s slice `ct_eq`, it does not return early when the
+/// lengths differ, so a wrong guess does not even tell the secret's length.
+fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+    let mut same = given.len().ct_eq(&secret.len());
+    for (i, s) in secret.iter().enumerate() {
+        same &= given.get(i).copied().unwrap_or(!*s).ct_eq(s);
+    }
+    bool::from(same)
 }
 
 /// Gives the client errors axum produces itself (413 body too large, 404 no
@@ -258,7 +269,7 @@ pub async fn serve(
     tls: Option<RustlsConfig>,
     token: CancellationToken,
 ) -> Result<(), Error> {
-    serve_with_limits(listener, app, tls, token, &ApiLimits::default()).await
+    serve_with_limits(listener, app, tls, token, ApiLimits::default()).await
 }
 
 /// [`serve`] with explicit limits: at most `limits.max_connections`
@@ -274,7 +285,7 @@ pub async fn serve_with_limits(
     app: Router,
     tls: Option<RustlsConfig>,
     token: CancellationToken,
-    limits: &ApiLimits,
+    limits: ApiLimits,
 ) -> Result<(), Error> {
     listener.set_nonblocking(true)?;
     let handle = axum_server::Handle::new();
@@ -488,6 +499,68 @@ mod tests {
         assert_eq!(resp.status(), axum::http::StatusCode::PAYLOAD_TOO_LARGE);
     }
 
+    async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(within, s.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn serve_closes_slow_headers_and_connections_beyond_the_cap() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let limits = ApiLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(300),
+            ..ApiLimits::default()
+        };
+        let token = CancellationToken::new();
+        let server = tokio::spawn(serve_with_limits(
+            listener,
+            app().await,
+            None,
+            token.clone(),
+            limits,
+        ));
+        let mut slow1 = tokio::net::TcpStream::connect(addr).await.expect("c1");
+        slow1.write_all(b"GET /health HT").await.expect("part");
+        let mut slow2 = tokio::net::TcpStream::connect(addr).await.expect("c2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut third = tokio::net::TcpStream::connect(addr).await.expect("c3");
+        assert!(
+            closed_within(&mut third, Duration::from_millis(200)).await,
+            "a connection beyond the cap is closed at once"
+        );
+        assert!(
+            closed_within(&mut slow1, Duration::from_secs(2)).await,
+            "headers too slow"
+        );
+        assert!(
+            closed_within(&mut slow2, Duration::from_secs(2)).await,
+            "idle too long"
+        );
+        let mut ok = tokio::net::TcpStream::connect(addr).await.expect("c4");
+        ok.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut reply = Vec::new();
+        ok.read_to_end(&mut reply).await.expect("reply");
+        assert!(
+            reply.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+        token.cancel();
+        server.await.expect("task").expect("served");
+    }
+
     #[test]
     fn secrets_are_accepted_bare_bearer_and_basic() {
         assert!(secret_matches(b"s3cret", b"s3cret"));
@@ -496,5 +569,10 @@ mod tests {
         assert!(!secret_matches(b"Basic dXNlcjp3cm9uZw==", b"s3cret")); // user:wrong
         assert!(!secret_matches(b"s3cret2", b"s3cret"));
         assert!(!secret_matches(b"", b"s3cret"));
+        assert!(!secret_matches(b"s3cre", b"s3cret"));
+        assert!(!secret_matches(b"s3crex", b"s3cret"));
+        assert!(!secret_matches(b"Bearer ", b"s3cret"));
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"a", b""));
     }
 }
