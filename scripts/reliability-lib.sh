@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/overload.sh and scripts/soak.sh (sourced, not run):
 # process bookkeeping with a cleanup trap, starting the release skydns on free
 # loopback ports, one-shot DNS queries, RSS/fd sampling, and replacing a
@@ -113,7 +114,7 @@ register() {
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 # dnsq PORT NAME: one UDP A query to 127.0.0.1:PORT with a 2 s timeout;
 # prints "rcode answers milliseconds", or "timeout".
