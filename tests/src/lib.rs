@@ -37,6 +37,30 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a DNS query may take before the harness gives up.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Where a harness skydns forwards when the test names no upstream: the
+/// discard port on loopback, which answers nothing (ICMP port unreachable, so
+/// SERVFAIL at once). Without it skydns would use its SkyDNS v1 default,
+/// 8.8.8.8, and tests must never reach a public resolver.
+pub const DEAD_UPSTREAM: &str = "127.0.0.1:9";
+
+/// `-nameserver DEAD_UPSTREAM` unless `args` already choose the upstreams
+/// (`-nameserver`) or turn forwarding off (`-no-forward`).
+fn loopback_upstream_unless_given(args: &[&str]) -> Vec<&'static str> {
+    let chosen = args.iter().any(|a| {
+        let flag = a.trim_start_matches('-');
+        a.starts_with('-')
+            && (flag == "no-forward"
+                || flag == "nameserver"
+                || flag.starts_with("nameserver=")
+                || flag.starts_with("no-forward="))
+    });
+    if chosen {
+        Vec::new()
+    } else {
+        vec!["-nameserver", DEAD_UPSTREAM]
+    }
+}
+
 /// Path of a workspace binary built next to the running test executable.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
@@ -87,10 +111,12 @@ impl SkyDns {
         let mut cmd = Command::new(binary("skydns"));
         cmd.args(["-dns", dns, "-http", http])
             .args(args)
+            .args(loopback_upstream_unless_given(args))
             .env("SKYDNS_LOG", "info")
             .env_remove("SKYDNS")
             .env_remove("SKYDNS_DNS")
             .env_remove("SKYDNS_DOMAIN")
+            .env_remove("SKYDNS_NAMESERVER")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
