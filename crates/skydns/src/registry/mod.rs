@@ -5,7 +5,8 @@
 //! `DashMap` keyed by uuid, with secondary indexes ([`index`]) so that a DNS
 //! look-up touches only the services it could match. Every write goes to the
 //! [`Store`] first and to memory second, so an acknowledged change is durable
-//! and a failed one changes nothing. Expiry is exact: readers skip entries
+//! and a failed one changes nothing. Writes to different uuids run
+//! concurrently, so the store can commit them together (group commit). Expiry is exact: readers skip entries
 //! whose deadline has passed, and the reaper task ([`tasks`]) purges them and
 //! fires their callbacks.
 
@@ -31,10 +32,13 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::{
     metrics::Metrics,
-    store::{Store, StoreError, StoredService},
+    store::{Op, Store, StoreError, StoredService},
 };
 use index::Index;
 pub use name::{Pattern, ServiceLabels};
+
+/// Per-uuid write locks (a power of two).
+const STRIPES: usize = 1024;
 
 /// Deadline of a registration that never expires.
 pub const NEVER: u64 = u64::MAX;
@@ -200,6 +204,9 @@ pub struct LoadReport {
     pub expired: usize,
     /// Records that could not be read or were invalid, with the reason.
     pub damaged: Vec<(String, String)>,
+    /// Store-wide losses (a damaged file moved aside, a table read only in
+    /// part), each a sentence for the log.
+    pub lost: Vec<String>,
 }
 
 /// Cheap-to-clone handle on the registry.
@@ -225,10 +232,18 @@ struct Inner {
     entries: DashMap<Arc<str>, Arc<Entry>>,
     index: Index,
     store: Arc<dyn Store>,
-    /// Serialises writers across "check, persist, apply", so two PUTs of one
-    /// uuid cannot both win. A tokio mutex because it is held across the
-    /// store's `.await`.
-    writes: tokio::sync::Mutex<()>,
+    /// Writers that touch one uuid (register, remove) hold it shared plus
+    /// that uuid's stripe; writers that touch many (callbacks, expiry, the
+    /// heartbeat flush) hold it exclusively. Tokio locks: they are held
+    /// across the store's `.await`. Concurrent single-uuid writes thus reach
+    /// the store together and are group-committed.
+    writes: tokio::sync::RwLock<()>,
+    /// Serialise "check, persist, apply" per uuid, so two PUTs of one uuid
+    /// cannot both win.
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+    /// Used only if a stripe index were ever out of range.
+    stripe_fallback: tokio::sync::Mutex<()>,
+    hasher: std::hash::RandomState,
     /// Deadlines for the reaper, lazily invalidated: a popped deadline that no
     /// longer matches its entry (heartbeat, removal) is ignored. A std mutex:
     /// held only for a push or pop, never across `.await`.
@@ -272,7 +287,10 @@ impl Registry {
                 entries: DashMap::new(),
                 index: Index::default(),
                 store,
-                writes: tokio::sync::Mutex::new(()),
+                writes: tokio::sync::RwLock::new(()),
+                stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+                stripe_fallback: tokio::sync::Mutex::new(()),
+                hasher: std::hash::RandomState::new(),
                 deadlines: Mutex::new(BinaryHeap::new()),
                 deadline_changed: Notify::new(),
                 dirty: Mutex::new(HashMap::new()),
@@ -296,12 +314,17 @@ impl Registry {
             damaged: loaded.damaged,
             ..LoadReport::default()
         };
+        for what in &loaded.lost {
+            tracing::error!("store damaged: {what}");
+        }
+        report.lost = loaded.lost;
         let now = now_ms();
+        let mut purge = Vec::new();
         for record in loaded.services {
             let uuid = record.service.uuid.clone();
             if record.expires_ms <= now {
                 report.expired += 1;
-                self.inner.store.remove(&uuid).await?;
+                purge.push(Op::Remove(uuid));
                 continue;
             }
             if let Err(e) = validate::service(&uuid, &record.service, &self.inner.options.domain) {
@@ -314,6 +337,10 @@ impl Registry {
                 record.callbacks,
             ));
             report.restored += 1;
+        }
+        if let Err(e) = self.inner.store.commit(purge).await {
+            // Harmless: an expired record is purged again at the next start.
+            tracing::warn!(error = %e, "cannot purge expired registrations from the store");
         }
         Ok(report)
     }
@@ -338,7 +365,8 @@ impl Registry {
         } else {
             now_ms().saturating_add(u64::from(service.ttl) * 1000)
         };
-        let _guard = self.inner.writes.lock().await;
+        let _shared = self.inner.writes.read().await;
+        let _guard = self.stripe(uuid).lock().await;
         if self.get_entry(uuid).is_some() {
             return Err(RegistryError::Conflict(uuid.to_string()));
         }
@@ -386,7 +414,8 @@ impl Registry {
     /// [`RegistryError::NotFound`] if no live service has this uuid,
     /// [`RegistryError::Store`] if the removal could not be persisted.
     pub async fn remove(&self, uuid: &str) -> Result<Service, RegistryError> {
-        let _guard = self.inner.writes.lock().await;
+        let _shared = self.inner.writes.read().await;
+        let _guard = self.stripe(uuid).lock().await;
         let entry = self
             .get_entry(uuid)
             .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
@@ -413,7 +442,7 @@ impl Registry {
     ) -> Result<usize, RegistryError> {
         validate::callback(uuid, &callback.reply, callback.port)?;
         callback.uuid = uuid.to_string();
-        let _guard = self.inner.writes.lock().await;
+        let _guard = self.inner.writes.write().await;
         let want = |field: &str| (!field.is_empty()).then(|| name::to_label(field));
         let (name, version, env, region) = (
             want(&callback.name),
@@ -544,6 +573,16 @@ impl Registry {
     /// The SOA serial: the second of the last change.
     pub fn serial(&self) -> u32 {
         self.inner.serial.load(Ordering::Relaxed)
+    }
+
+    fn stripe(&self, uuid: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::BuildHasher;
+        let hash = self.inner.hasher.hash_one(uuid);
+        let i = usize::try_from(hash % STRIPES as u64).unwrap_or(0);
+        self.inner
+            .stripes
+            .get(i)
+            .unwrap_or(&self.inner.stripe_fallback)
     }
 
     fn get_entry(&self, uuid: &str) -> Option<Arc<Entry>> {
