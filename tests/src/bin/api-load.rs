@@ -123,7 +123,10 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     if !loopback(&args.url) {
-        bail!("refusing {}: the load generator talks to loopback only", args.url);
+        bail!(
+            "refusing {}: the load generator talks to loopback only",
+            args.url
+        );
     }
     let client = Client::with_timeout(&args.url, Duration::from_secs(10))
         .context("cannot build the HTTP client")?;

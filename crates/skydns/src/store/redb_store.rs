@@ -140,7 +140,11 @@ fn open_or_move_aside(file: &Path, lost: &mut Vec<String>) -> Result<Database, S
     let damaged = match &err {
         Opened::Panicked => true,
         Opened::Db(DatabaseError::Storage(StorageError::Io(e))) => {
-            e.kind() == std::io::ErrorKind::InvalidData
+            // Not a database, or shorter than its own header says (truncated).
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            )
         }
         Opened::Db(
             DatabaseError::DatabaseAlreadyOpen
@@ -315,7 +319,10 @@ impl Writer {
             aside.display()
         ));
         let db = open_with_tables(&self.file).map_err(|e| {
-            StoreError::Backend(format!("cannot create a new store at {}: {e}", self.file.display()))
+            StoreError::Backend(format!(
+                "cannot create a new store at {}: {e}",
+                self.file.display()
+            ))
         })?;
         let ops = loaded.services.iter().cloned().map(Op::Put).collect();
         self.db = Some(db);
@@ -357,12 +364,8 @@ fn write(db: &Database, batch: &[Pending]) -> Result<(), String> {
                 Op::Put(record) => {
                     let uuid = record.service.uuid.as_str();
                     let bytes = serde_json::to_vec(record).map_err(backend)?;
-                    services
-                        .insert(uuid, bytes.as_slice())
-                        .map_err(backend)?;
-                    deadlines
-                        .insert(uuid, record.expires_ms)
-                        .map_err(backend)?;
+                    services.insert(uuid, bytes.as_slice()).map_err(backend)?;
+                    deadlines.insert(uuid, record.expires_ms).map_err(backend)?;
                 }
                 Op::Remove(uuid) => {
                     services.remove(uuid.as_str()).map_err(backend)?;
@@ -453,6 +456,9 @@ mod tests {
             .expect("ls")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().any(|n| n.starts_with("skydns.redb.damaged-")), "{names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with("skydns.redb.damaged-")),
+            "{names:?}"
+        );
     }
 }
