@@ -92,6 +92,8 @@ pub struct Entry {
     /// with `add_callback` is never lost on a stale copy.
     callbacks: Mutex<Vec<Callback>>,
     expires_ms: AtomicU64,
+    /// The uuid, shared with the maps that key on it.
+    id: Arc<str>,
 }
 
 impl Entry {
@@ -107,6 +109,7 @@ impl Entry {
         );
         let ip = service.host.parse().ok();
         Self {
+            id: Arc::from(service.uuid.as_str()),
             labels,
             ip,
             callbacks: Mutex::new(callbacks),
@@ -377,8 +380,10 @@ impl Registry {
             self.unapply(&old);
         }
         tracing::info!(uuid, name = %entry.labels, host = %entry.service.host, port = entry.service.port, "registered");
-        let now = now_ms();
-        self.notify("registered", entry.view(now), now);
+        if self.inner.changes.receiver_count() > 0 {
+            let now = now_ms();
+            self.notify("registered", entry.view(now), now);
+        }
         self.apply(entry);
         Ok(())
     }
@@ -397,10 +402,14 @@ impl Registry {
             return Ok(());
         }
         let deadline = now_ms().saturating_add(u64::from(ttl) * 1000);
-        entry.expires_ms.store(deadline, Ordering::Release);
-        let id: Arc<str> = Arc::from(entry.service.uuid.as_str());
-        self.push_deadline(deadline, Arc::clone(&id));
-        lock(&self.inner.dirty).insert(id, deadline);
+        let previous = entry.expires_ms.swap(deadline, Ordering::AcqRel);
+        // The reaper's heap holds an item at or before the previous deadline;
+        // on popping it the reaper re-files a still-live entry at its current
+        // deadline. So only a deadline moved earlier needs a new item.
+        if deadline < previous {
+            self.push_deadline(deadline, Arc::clone(&entry.id));
+        }
+        lock(&self.inner.dirty).insert(Arc::clone(&entry.id), deadline);
         if self.inner.changes.receiver_count() > 0 {
             let now = now_ms();
             self.notify("heartbeat", entry.view(now), now);
@@ -595,7 +604,7 @@ impl Registry {
     }
 
     fn apply(&self, entry: Entry) {
-        let id: Arc<str> = Arc::from(entry.service.uuid.as_str());
+        let id = Arc::clone(&entry.id);
         let deadline = entry.expires_ms();
         self.inner.index.insert(&id, &entry.labels, entry.ip);
         self.inner.entries.insert(Arc::clone(&id), Arc::new(entry));

@@ -56,14 +56,25 @@ async fn purge_expired(registry: &Registry) {
     if due.is_empty() {
         return;
     }
+    // Exclusive: no register or remove runs between this check and the purge.
     let _guard = inner.writes.write().await;
     let now = now_ms();
-    let expired: Vec<Arc<super::Entry>> = due
-        .iter()
-        .filter_map(|id| inner.entries.get(id).map(|e| Arc::clone(e.value())))
-        // A heartbeat moved the deadline: its own heap item will come.
-        .filter(|e| !e.is_live(now))
-        .collect();
+    let mut expired: Vec<Arc<super::Entry>> = Vec::new();
+    for id in due {
+        let Some(entry) = inner.entries.get(&id).map(|e| Arc::clone(e.value())) else {
+            continue;
+        };
+        if entry.is_live(now) {
+            // A heartbeat moved the deadline later without filing it (see
+            // `Registry::heartbeat`): file it now.
+            let deadline = entry.expires_ms();
+            if deadline != super::NEVER {
+                registry.push_deadline(deadline, id);
+            }
+        } else {
+            expired.push(entry);
+        }
+    }
     if expired.is_empty() {
         return;
     }
