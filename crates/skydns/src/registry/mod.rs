@@ -696,3 +696,50 @@ impl Registry {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    async fn registry() -> Registry {
+        let options = RegistryOptions {
+            domain: "skydns.local".into(),
+            no_expire_ttl: 3600,
+        };
+        Registry::open(Arc::new(MemoryStore), options, Arc::new(Metrics::default()))
+            .await
+            .expect("open")
+            .0
+    }
+
+    fn svc() -> Service {
+        Service {
+            name: "web".into(),
+            environment: "prod".into(),
+            host: "127.0.0.1".into(),
+            port: 80,
+            ttl: 1,
+            ..Service::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_kept_alive_by_heartbeats_is_purged_once_they_stop() {
+        let registry = registry().await;
+        let token = tokio_util::sync::CancellationToken::new();
+        let reaper = tokio::spawn(tasks::run_expiry(registry.clone(), token.clone()));
+        registry.register("u1", svc()).await.expect("register");
+        // The first deadline (1 s) passes while heartbeats hold it alive...
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            registry.heartbeat("u1", 2).expect("heartbeat");
+        }
+        assert_eq!(registry.len(), 1, "alive while beating");
+        // ...then it expires one TTL after the last beat, and is purged.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        assert_eq!(registry.len(), 0, "purged after the beats stop");
+        token.cancel();
+        reaper.await.expect("reaper");
+    }
+}
