@@ -29,6 +29,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 log "build: cargo build --release -p skydns -p skydns-tests --bin skydns --bin api-load --locked"
 cargo build --release -p skydns -p skydns-tests --bin skydns --bin api-load --locked
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 WORK=$(mktemp -d)
 PID=""
 stop_skydns() {
@@ -77,16 +78,30 @@ load() {
 }
 
 field() { grep -o "$1=[^ ]*" <<<"$2" | cut -d= -f2; }
+# CPU time skydns has used, in clock ticks (utime + stime).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
+HZ=$(getconf CLK_TCK)
+# Runs one phase; prints the load generator's line plus skydns's CPU time per
+# request in microseconds (cpu_us=...), a figure other load on the machine
+# barely moves, unlike req/s.
+phase() {
+    local before after line ok
+    before=$(cpu_ticks)
+    line=$(load "$@")
+    after=$(cpu_ticks)
+    ok=$(field ok "$line")
+    printf '%s cpu_us=%s\n' "$line" "$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$ok" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')"
+}
 
 declare -a REG HB DEL
 for round in $(seq 1 "$ROUNDS"); do
     start_skydns "$round"
     log "round $round: skydns pid $PID, api $API"
-    r=$(load --mode register --count "$SERVICES")
+    r=$(phase --mode register --count "$SERVICES")
     log "$r"
-    h=$(load --mode heartbeat --count "$BEATS" --pool "$SERVICES")
+    h=$(phase --mode heartbeat --count "$BEATS" --pool "$SERVICES")
     log "$h"
-    d=$(load --mode delete --count "$SERVICES")
+    d=$(phase --mode delete --count "$SERVICES")
     log "$d"
     for line in "$r" "$h" "$d"; do
         if [[ $(field errors "$line") != 0 ]]; then
@@ -94,9 +109,9 @@ for round in $(seq 1 "$ROUNDS"); do
             exit 1
         fi
     done
-    REG+=("$(field rps "$r") $(field p50_ms "$r") $(field p99_ms "$r")")
-    HB+=("$(field rps "$h") $(field p50_ms "$h") $(field p99_ms "$h")")
-    DEL+=("$(field rps "$d") $(field p50_ms "$d") $(field p99_ms "$d")")
+    REG+=("$(field rps "$r") $(field p50_ms "$r") $(field p99_ms "$r") $(field cpu_us "$r")")
+    HB+=("$(field rps "$h") $(field p50_ms "$h") $(field p99_ms "$h") $(field cpu_us "$h")")
+    DEL+=("$(field rps "$d") $(field p50_ms "$d") $(field p99_ms "$d") $(field cpu_us "$d")")
     stop_skydns
 done
 
@@ -105,13 +120,14 @@ median() { awk -v c="$1" '{ print $c }' | sort -n | awk '{ v[NR] = $1 } END { pr
 row() {
     local what=$1
     shift
-    printf '| %s | %s | %s | %s |\n' "$what" \
-        "$(printf '%s\n' "$@" | median 1)" "$(printf '%s\n' "$@" | median 2)" "$(printf '%s\n' "$@" | median 3)"
+    printf '| %s | %s | %s | %s | %s |\n' "$what" \
+        "$(printf '%s\n' "$@" | median 1)" "$(printf '%s\n' "$@" | median 2)" "$(printf '%s\n' "$@" | median 3)" \
+        "$(printf '%s\n' "$@" | median 4)"
 }
 
 TABLE=$(
-    echo "| request ($CLIENTS clients) | req/s | p50 ms | p99 ms |"
-    echo "|---|---:|---:|---:|"
+    echo "| request ($CLIENTS clients) | req/s | p50 ms | p99 ms | skydns CPU µs/req |"
+    echo "|---|---:|---:|---:|---:|"
     row "PUT (register, durable)" "${REG[@]}"
     row "PATCH (heartbeat)" "${HB[@]}"
     row "DELETE (durable)" "${DEL[@]}"
@@ -124,6 +140,7 @@ CPU=$(awk -F: '/model name/ { sub(/^ +/, "", $2); print $2; exit }' /proc/cpuinf
 SECTION=$(
     echo "<!-- bench-api:begin -->"
     echo "Measured $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($CPU), $(uname -sr), load generator on the same machine;"
+    echo "load average at the start: $LOAD_START (1, 5, 15 min) — other work on the machine shares its cores;"
     echo "median of $ROUNDS rounds, each on a fresh \`-data\` directory ($(df -T "$WORK" | awk 'NR == 2 { print $2 }') under $(dirname "$WORK")):"
     echo "$SERVICES registrations, up to $BEATS heartbeats over them, $SERVICES deletes."
     echo
