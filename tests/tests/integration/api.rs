@@ -138,6 +138,11 @@ async fn concurrent_puts_of_one_uuid_let_exactly_one_win() {
         .map(|s| (s.uuid, s.host))
         .collect();
     assert_eq!(stored, expected, "the winners, and only they, were stored");
+    assert!(
+        !sky.log().contains("not closed cleanly"),
+        "SIGTERM closes the store cleanly: {}",
+        sky.log()
+    );
 }
 
 #[tokio::test]

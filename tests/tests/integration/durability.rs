@@ -97,6 +97,11 @@ async fn kill_9_during_puts_and_deletes_keeps_every_acknowledged_change() {
     );
 
     let sky = SkyDns::start(&["-data", data]).await;
+    assert!(
+        sky.log().contains("not closed cleanly"),
+        "after kill -9 the store is repaired, and says so: {}",
+        sky.log()
+    );
     let restored: HashMap<String, String> = sky
         .client
         .list_services(None)

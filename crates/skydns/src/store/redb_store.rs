@@ -51,10 +51,25 @@ enum Job {
 
 /// A redb database in a directory, written by one group-committing thread.
 ///
-/// The thread stops when the last handle is dropped.
+/// Dropping it lets the thread finish what is queued, close the database
+/// cleanly (so the next start needs no repair) and stop; the drop waits for
+/// that.
 pub struct RedbStore {
-    jobs: mpsc::Sender<Job>,
+    /// `None` only while dropping.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     path: String,
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(file = %self.path, "the store thread failed while closing");
+        }
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -89,12 +104,13 @@ impl RedbStore {
             file: file.clone(),
             lost,
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("skydns-store".into())
             .spawn(move || writer.run(&rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the store thread: {e}")))?;
         Ok(Self {
-            jobs,
+            jobs: Some(jobs),
+            writer: Some(writer),
             path: file.display().to_string(),
         })
     }
@@ -105,6 +121,8 @@ impl RedbStore {
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.jobs
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("the store is closing".into()))?
             .send(job(tx))
             .map_err(|_| StoreError::Backend("the store thread has stopped".into()))?;
         rx.await
@@ -197,7 +215,7 @@ enum Opened {
 fn open_with_tables(file: &Path) -> Result<Database, Opened> {
     // redb's debug builds assert on some impossible-unless-damaged states; a
     // panic here means a damaged file, not a bug to crash on.
-    let db = catch_unwind(|| Database::create(file))
+    let db = catch_unwind(|| create(file))
         .map_err(|_| Opened::Panicked)?
         .map_err(Opened::Db)?;
     let txn = db.begin_write().map_err(|e| Opened::Other(e.to_string()))?;
@@ -206,6 +224,25 @@ fn open_with_tables(file: &Path) -> Result<Database, Opened> {
     txn.open_table(DEADLINES)
         .map_err(|e| Opened::Other(e.to_string()))?;
     txn.commit().map_err(|e| Opened::Other(e.to_string()))?;
+    Ok(db)
+}
+
+/// Opens or creates the database, saying so when it has to be repaired (it
+/// was not closed cleanly: `kill -9`, power loss, a failed write).
+fn create(file: &Path) -> Result<Database, DatabaseError> {
+    let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&repaired);
+    let started = std::time::Instant::now();
+    let db = redb::Builder::new()
+        .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed))
+        .create(file)?;
+    if repaired.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            file = %file.display(),
+            took_ms = started.elapsed().as_millis(),
+            "store was not closed cleanly and was repaired (committed writes are kept)"
+        );
+    }
     Ok(db)
 }
 
@@ -273,7 +310,7 @@ impl Writer {
     /// The open database, reopening it after a failure.
     fn db(&mut self) -> Result<&Database, String> {
         if self.db.is_none() {
-            let db = catch_unwind(|| Database::create(&self.file))
+            let db = catch_unwind(|| create(&self.file))
                 .map_err(|_| format!("cannot reopen {}: damaged", self.file.display()))?
                 .map_err(|e| format!("cannot reopen {}: {e}", self.file.display()))?;
             tracing::info!(file = %self.file.display(), "store reopened");
@@ -418,8 +455,6 @@ mod tests {
                 .await
                 .expect("touch");
         }
-        // The writer thread lets go of the file once its last handle is gone.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let store = RedbStore::open(dir.path()).expect("reopen");
         let loaded = store.load().await.expect("load");
         assert_eq!(loaded.services, vec![record("b", 99)]);
