@@ -41,6 +41,10 @@ const SERVICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("service
 const DEADLINES: TableDefinition<'_, &str, u64> = TableDefinition::new("deadlines");
 /// The database file's name inside the `-data` directory.
 pub const FILE_NAME: &str = "skydns.redb";
+/// redb's page cache. Its default (1 GiB) grew skydns by ~45 MiB with
+/// 100,000 services; the registry in memory is what DNS reads, and the store
+/// is read once, at start, so a small cache costs only a little write speed.
+const CACHE_BYTES: usize = 4 << 20;
 /// Most batches committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
@@ -234,6 +238,7 @@ fn create(file: &Path) -> Result<Database, DatabaseError> {
     let flag = std::sync::Arc::clone(&repaired);
     let started = std::time::Instant::now();
     let db = redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
         .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed))
         .create(file)?;
     if repaired.load(std::sync::atomic::Ordering::Relaxed) {
