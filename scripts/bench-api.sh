@@ -8,6 +8,8 @@
 #   scripts/bench-api.sh                          # 3 rounds, 20,000 services
 #   BENCH_SERVICES=5000 BENCH_ROUNDS=1 scripts/bench-api.sh
 #   BENCH_NO_WRITE=1 scripts/bench-api.sh         # print only
+#   BENCH_SKYDNS=/path/to/old/skydns BENCH_NO_WRITE=1 scripts/bench-api.sh
+#                                                 # same load on another build (before/after)
 #
 # Loopback only; skydns stores in a fresh temp directory (-data) each round.
 # Everything started here is killed on exit; every run is bounded in time.
@@ -22,6 +24,7 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 CLIENTS="${BENCH_CLIENTS:-64}"
 LIMIT="${BENCH_SECONDS:-60}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+SKYDNS_BIN="${BENCH_SKYDNS:-$TARGET/skydns}"
 DOC="$ROOT/docs/performance-api.md"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -51,7 +54,7 @@ start_skydns() {
     local data="$WORK/data-$1" logf="$WORK/skydns-$1.log"
     mkdir -p "$data"
     env -u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER \
-        NO_COLOR=1 "$TARGET/skydns" -dns 127.0.0.1:0 -http 127.0.0.1:0 -nameserver 127.0.0.1:9 \
+        NO_COLOR=1 "$SKYDNS_BIN" -dns 127.0.0.1:0 -http 127.0.0.1:0 -nameserver 127.0.0.1:9 \
         -data "$data" -log-level warn,skydns::server=info >"$logf" 2>&1 &
     PID=$!
     API=""
