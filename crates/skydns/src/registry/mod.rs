@@ -312,7 +312,9 @@ impl Registry {
     }
 
     async fn restore(&self) -> Result<LoadReport, RegistryError> {
+        let started = std::time::Instant::now();
         let loaded = self.inner.store.load().await?;
+        let read_ms = started.elapsed().as_millis();
         let mut report = LoadReport {
             damaged: loaded.damaged,
             ..LoadReport::default()
@@ -344,6 +346,14 @@ impl Registry {
         if let Err(e) = self.inner.store.commit(purge).await {
             // Harmless: an expired record is purged again at the next start.
             tracing::warn!(error = %e, "cannot purge expired registrations from the store");
+        }
+        if report.restored > 0 {
+            tracing::debug!(
+                read_ms,
+                total_ms = started.elapsed().as_millis(),
+                restored = report.restored,
+                "store read and registry filled"
+            );
         }
         Ok(report)
     }
