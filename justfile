@@ -31,6 +31,10 @@ bench-forward:
 bench-propagation:
     scripts/bench-propagation.sh
 
+# REST API with the embedded store: 64 clients register, heartbeat, delete; writes docs/performance-api.md.
+bench-api:
+    scripts/bench-api.sh
+
 # Format the workspace.
 fmt:
     cargo fmt --all

@@ -89,6 +89,62 @@ async fn put_is_201_and_the_same_uuid_again_is_409_changing_nothing() {
     );
 }
 
+/// Concurrent PUTs of one uuid (with the embedded store, so they wait on the
+/// disk together): exactly one wins, the others are 409, and the stored and
+/// served service is the winner's.
+#[tokio::test]
+async fn concurrent_puts_of_one_uuid_let_exactly_one_win() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8 path");
+    let sky = SkyDns::start(&["-data", data]).await;
+    let mut expected = std::collections::BTreeMap::new();
+    for round in 0..5 {
+        let uuid = format!("race-{round}");
+        let mut racers = tokio::task::JoinSet::new();
+        for i in 0..16u8 {
+            let (client, uuid) = (sky.client.clone(), uuid.clone());
+            racers.spawn(async move {
+                let host = format!("127.0.5.{}", i + 1);
+                let svc = service("race", "production", "", &host, 80, 3600);
+                (host, client.add_service(&uuid, &svc).await)
+            });
+        }
+        let mut winners = Vec::new();
+        while let Some(done) = racers.join_next().await {
+            let (host, result) = done.expect("racer");
+            match result {
+                Ok(()) => winners.push(host),
+                Err(ClientError::Conflict(_)) => {}
+                Err(e) => panic!("PUT {uuid}: unexpected {e}"),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one PUT of {uuid} wins: {winners:?}"
+        );
+        let got = sky.client.get_service(&uuid).await.expect("registered");
+        assert_eq!(got.host, winners[0]);
+        expected.insert(uuid, got.host);
+    }
+    assert!(sky.stop().await, "SIGTERM exits cleanly");
+    let sky = SkyDns::start(&["-data", data]).await;
+    let stored: std::collections::BTreeMap<String, String> = sky
+        .client
+        .list_services(None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| (s.uuid, s.host))
+        .collect();
+    assert_eq!(stored, expected, "the winners, and only they, were stored");
+    assert!(
+        !sky.log().contains("not closed cleanly"),
+        "SIGTERM closes the store cleanly: {}",
+        sky.log()
+    );
+}
+
 #[tokio::test]
 async fn missing_host_or_port_is_400_naming_the_field() {
     let sky = SkyDns::start(&[]).await;

@@ -3,6 +3,7 @@
 mod api;
 mod dns;
 mod docker_infra;
+mod durability;
 mod embedded;
 mod faults;
 mod forward;

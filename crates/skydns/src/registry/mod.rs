@@ -5,7 +5,8 @@
 //! `DashMap` keyed by uuid, with secondary indexes ([`index`]) so that a DNS
 //! look-up touches only the services it could match. Every write goes to the
 //! [`Store`] first and to memory second, so an acknowledged change is durable
-//! and a failed one changes nothing. Expiry is exact: readers skip entries
+//! and a failed one changes nothing. Writes to different uuids run
+//! concurrently, so the store can commit them together (group commit). Expiry is exact: readers skip entries
 //! whose deadline has passed, and the reaper task ([`tasks`]) purges them and
 //! fires their callbacks.
 
@@ -31,10 +32,13 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::{
     metrics::Metrics,
-    store::{Store, StoreError, StoredService},
+    store::{Op, Store, StoreError, StoredService},
 };
 use index::Index;
 pub use name::{Pattern, ServiceLabels};
+
+/// Per-uuid write locks (a power of two).
+const STRIPES: usize = 1024;
 
 /// Deadline of a registration that never expires.
 pub const NEVER: u64 = u64::MAX;
@@ -88,6 +92,8 @@ pub struct Entry {
     /// with `add_callback` is never lost on a stale copy.
     callbacks: Mutex<Vec<Callback>>,
     expires_ms: AtomicU64,
+    /// The uuid, shared with the maps that key on it.
+    id: Arc<str>,
 }
 
 impl Entry {
@@ -103,6 +109,7 @@ impl Entry {
         );
         let ip = service.host.parse().ok();
         Self {
+            id: Arc::from(service.uuid.as_str()),
             labels,
             ip,
             callbacks: Mutex::new(callbacks),
@@ -200,6 +207,9 @@ pub struct LoadReport {
     pub expired: usize,
     /// Records that could not be read or were invalid, with the reason.
     pub damaged: Vec<(String, String)>,
+    /// Store-wide losses (a damaged file moved aside, a table read only in
+    /// part), each a sentence for the log.
+    pub lost: Vec<String>,
 }
 
 /// Cheap-to-clone handle on the registry.
@@ -225,10 +235,18 @@ struct Inner {
     entries: DashMap<Arc<str>, Arc<Entry>>,
     index: Index,
     store: Arc<dyn Store>,
-    /// Serialises writers across "check, persist, apply", so two PUTs of one
-    /// uuid cannot both win. A tokio mutex because it is held across the
-    /// store's `.await`.
-    writes: tokio::sync::Mutex<()>,
+    /// Writers that touch one uuid (register, remove) hold it shared plus
+    /// that uuid's stripe; writers that touch many (callbacks, expiry, the
+    /// heartbeat flush) hold it exclusively. Tokio locks: they are held
+    /// across the store's `.await`. Concurrent single-uuid writes thus reach
+    /// the store together and are group-committed.
+    writes: tokio::sync::RwLock<()>,
+    /// Serialise "check, persist, apply" per uuid, so two PUTs of one uuid
+    /// cannot both win.
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+    /// Used only if a stripe index were ever out of range.
+    stripe_fallback: tokio::sync::Mutex<()>,
+    hasher: std::hash::RandomState,
     /// Deadlines for the reaper, lazily invalidated: a popped deadline that no
     /// longer matches its entry (heartbeat, removal) is ignored. A std mutex:
     /// held only for a push or pop, never across `.await`.
@@ -272,7 +290,10 @@ impl Registry {
                 entries: DashMap::new(),
                 index: Index::default(),
                 store,
-                writes: tokio::sync::Mutex::new(()),
+                writes: tokio::sync::RwLock::new(()),
+                stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+                stripe_fallback: tokio::sync::Mutex::new(()),
+                hasher: std::hash::RandomState::new(),
                 deadlines: Mutex::new(BinaryHeap::new()),
                 deadline_changed: Notify::new(),
                 dirty: Mutex::new(HashMap::new()),
@@ -291,17 +312,24 @@ impl Registry {
     }
 
     async fn restore(&self) -> Result<LoadReport, RegistryError> {
+        let started = std::time::Instant::now();
         let loaded = self.inner.store.load().await?;
+        let read_ms = started.elapsed().as_millis();
         let mut report = LoadReport {
             damaged: loaded.damaged,
             ..LoadReport::default()
         };
+        for what in &loaded.lost {
+            tracing::error!("store damaged: {what}");
+        }
+        report.lost = loaded.lost;
         let now = now_ms();
+        let mut purge = Vec::new();
         for record in loaded.services {
             let uuid = record.service.uuid.clone();
             if record.expires_ms <= now {
                 report.expired += 1;
-                self.inner.store.remove(&uuid).await?;
+                purge.push(Op::Remove(uuid));
                 continue;
             }
             if let Err(e) = validate::service(&uuid, &record.service, &self.inner.options.domain) {
@@ -314,6 +342,18 @@ impl Registry {
                 record.callbacks,
             ));
             report.restored += 1;
+        }
+        if let Err(e) = self.inner.store.commit(purge).await {
+            // Harmless: an expired record is purged again at the next start.
+            tracing::warn!(error = %e, "cannot purge expired registrations from the store");
+        }
+        if report.restored > 0 {
+            tracing::debug!(
+                read_ms,
+                total_ms = started.elapsed().as_millis(),
+                restored = report.restored,
+                "store read and registry filled"
+            );
         }
         Ok(report)
     }
@@ -338,7 +378,8 @@ impl Registry {
         } else {
             now_ms().saturating_add(u64::from(service.ttl) * 1000)
         };
-        let _guard = self.inner.writes.lock().await;
+        let _shared = self.inner.writes.read().await;
+        let _guard = self.stripe(uuid).lock().await;
         if self.get_entry(uuid).is_some() {
             return Err(RegistryError::Conflict(uuid.to_string()));
         }
@@ -349,8 +390,10 @@ impl Registry {
             self.unapply(&old);
         }
         tracing::info!(uuid, name = %entry.labels, host = %entry.service.host, port = entry.service.port, "registered");
-        let now = now_ms();
-        self.notify("registered", entry.view(now), now);
+        if self.inner.changes.receiver_count() > 0 {
+            let now = now_ms();
+            self.notify("registered", entry.view(now), now);
+        }
         self.apply(entry);
         Ok(())
     }
@@ -369,10 +412,14 @@ impl Registry {
             return Ok(());
         }
         let deadline = now_ms().saturating_add(u64::from(ttl) * 1000);
-        entry.expires_ms.store(deadline, Ordering::Release);
-        let id: Arc<str> = Arc::from(entry.service.uuid.as_str());
-        self.push_deadline(deadline, Arc::clone(&id));
-        lock(&self.inner.dirty).insert(id, deadline);
+        let previous = entry.expires_ms.swap(deadline, Ordering::AcqRel);
+        // The reaper's heap holds an item at or before the previous deadline;
+        // on popping it the reaper re-files a still-live entry at its current
+        // deadline. So only a deadline moved earlier needs a new item.
+        if deadline < previous {
+            self.push_deadline(deadline, Arc::clone(&entry.id));
+        }
+        lock(&self.inner.dirty).insert(Arc::clone(&entry.id), deadline);
         if self.inner.changes.receiver_count() > 0 {
             let now = now_ms();
             self.notify("heartbeat", entry.view(now), now);
@@ -386,7 +433,8 @@ impl Registry {
     /// [`RegistryError::NotFound`] if no live service has this uuid,
     /// [`RegistryError::Store`] if the removal could not be persisted.
     pub async fn remove(&self, uuid: &str) -> Result<Service, RegistryError> {
-        let _guard = self.inner.writes.lock().await;
+        let _shared = self.inner.writes.read().await;
+        let _guard = self.stripe(uuid).lock().await;
         let entry = self
             .get_entry(uuid)
             .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
@@ -413,7 +461,7 @@ impl Registry {
     ) -> Result<usize, RegistryError> {
         validate::callback(uuid, &callback.reply, callback.port)?;
         callback.uuid = uuid.to_string();
-        let _guard = self.inner.writes.lock().await;
+        let _guard = self.inner.writes.write().await;
         let want = |field: &str| (!field.is_empty()).then(|| name::to_label(field));
         let (name, version, env, region) = (
             want(&callback.name),
@@ -546,6 +594,16 @@ impl Registry {
         self.inner.serial.load(Ordering::Relaxed)
     }
 
+    fn stripe(&self, uuid: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::BuildHasher;
+        let hash = self.inner.hasher.hash_one(uuid);
+        let i = usize::try_from(hash % STRIPES as u64).unwrap_or(0);
+        self.inner
+            .stripes
+            .get(i)
+            .unwrap_or(&self.inner.stripe_fallback)
+    }
+
     fn get_entry(&self, uuid: &str) -> Option<Arc<Entry>> {
         let e = self
             .inner
@@ -556,7 +614,7 @@ impl Registry {
     }
 
     fn apply(&self, entry: Entry) {
-        let id: Arc<str> = Arc::from(entry.service.uuid.as_str());
+        let id = Arc::clone(&entry.id);
         let deadline = entry.expires_ms();
         self.inner.index.insert(&id, &entry.labels, entry.ip);
         self.inner.entries.insert(Arc::clone(&id), Arc::new(entry));
@@ -647,4 +705,51 @@ impl Registry {
 /// insert, remove or pop).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    async fn registry() -> Registry {
+        let options = RegistryOptions {
+            domain: "skydns.local".into(),
+            no_expire_ttl: 3600,
+        };
+        Registry::open(Arc::new(MemoryStore), options, Arc::new(Metrics::default()))
+            .await
+            .expect("open")
+            .0
+    }
+
+    fn svc() -> Service {
+        Service {
+            name: "web".into(),
+            environment: "prod".into(),
+            host: "127.0.0.1".into(),
+            port: 80,
+            ttl: 1,
+            ..Service::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_kept_alive_by_heartbeats_is_purged_once_they_stop() {
+        let registry = registry().await;
+        let token = tokio_util::sync::CancellationToken::new();
+        let reaper = tokio::spawn(tasks::run_expiry(registry.clone(), token.clone()));
+        registry.register("u1", svc()).await.expect("register");
+        // The first deadline (1 s) passes while heartbeats hold it alive...
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            registry.heartbeat("u1", 2).expect("heartbeat");
+        }
+        assert_eq!(registry.len(), 1, "alive while beating");
+        // ...then it expires one TTL after the last beat, and is purged.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        assert_eq!(registry.len(), 0, "purged after the beats stop");
+        token.cancel();
+        reaper.await.expect("reaper");
+    }
 }

@@ -14,6 +14,7 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::{Delivery, Registry, lock, now_ms};
+use crate::store::Op;
 
 /// How long an idle reaper sleeps when nothing is due.
 const IDLE: Duration = Duration::from_secs(3600);
@@ -52,24 +53,46 @@ async fn purge_expired(registry: &Registry) {
         }
         due
     };
+    if due.is_empty() {
+        return;
+    }
+    // Exclusive: no register or remove runs between this check and the purge.
+    let _guard = inner.writes.write().await;
+    let now = now_ms();
+    let mut expired: Vec<Arc<super::Entry>> = Vec::new();
     for id in due {
-        let _guard = inner.writes.lock().await;
         let Some(entry) = inner.entries.get(&id).map(|e| Arc::clone(e.value())) else {
             continue;
         };
-        if entry.is_live(now_ms()) {
-            continue; // a heartbeat moved the deadline; its own heap item will come
+        if entry.is_live(now) {
+            // A heartbeat moved the deadline later without filing it (see
+            // `Registry::heartbeat`): file it now.
+            let deadline = entry.expires_ms();
+            if deadline != super::NEVER {
+                registry.push_deadline(deadline, id);
+            }
+        } else {
+            expired.push(entry);
         }
-        if let Err(e) = inner.store.remove(&id).await {
-            // Memory is purged anyway: a stale record on disk is expired by
-            // its deadline when it is loaded again.
-            tracing::warn!(uuid = %id, error = %e, "cannot remove expired service from the store");
-        }
+    }
+    if expired.is_empty() {
+        return;
+    }
+    let ops = expired
+        .iter()
+        .map(|e| Op::Remove(e.service.uuid.clone()))
+        .collect();
+    if let Err(e) = inner.store.commit(ops).await {
+        // Memory is purged anyway: a stale record on disk is expired by its
+        // deadline when it is loaded again.
+        tracing::warn!(error = %e, services = expired.len(), "cannot remove expired services from the store");
+    }
+    for entry in expired {
         let view = entry.view(now);
         registry.unapply(&entry);
         inner.metrics.expired.inc();
         registry.notify("expired", view.clone(), now);
-        tracing::info!(uuid = %id, name = %entry.labels, "expired");
+        tracing::info!(uuid = %entry.service.uuid, name = %entry.labels, "expired");
         registry.fire_callbacks(&entry, &view);
     }
 }
@@ -98,7 +121,7 @@ async fn flush_heartbeats(registry: &Registry) {
     }
     let deadlines: Vec<(String, u64)> = batch.iter().map(|(id, d)| (id.to_string(), *d)).collect();
     // Serialise with writers so a flush never resurrects a record just removed.
-    let _guard = inner.writes.lock().await;
+    let _guard = inner.writes.write().await;
     let deadlines: Vec<(String, u64)> = deadlines
         .into_iter()
         .filter(|(id, _)| inner.entries.contains_key(id.as_str()))

@@ -1,6 +1,6 @@
 //! The no-persistence store: the registry's own memory is the only copy.
 
-use super::{Loaded, Store, StoreError, StoredService};
+use super::{Loaded, Op, Store, StoreError};
 
 /// Keeps nothing: every registration is lost on restart.
 #[derive(Debug, Default, Clone, Copy)]
@@ -11,13 +11,7 @@ impl Store for MemoryStore {
     async fn load(&self) -> Result<Loaded, StoreError> {
         Ok(Loaded::default())
     }
-    async fn put(&self, _records: Vec<StoredService>) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn remove(&self, _uuid: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn touch(&self, _deadlines: Vec<(String, u64)>) -> Result<(), StoreError> {
+    async fn commit(&self, _ops: Vec<Op>) -> Result<(), StoreError> {
         Ok(())
     }
     fn describe(&self) -> String {

@@ -6,12 +6,14 @@
 //! - [`MemoryStore`]: nothing survives a restart (no `-data`).
 //! - [`RedbStore`]: an embedded, crash-safe redb database in the `-data`
 //!   directory; every acknowledged write is fsynced before the API answers.
+//!   Concurrent writes are group-committed: one writer thread commits every
+//!   batch waiting for it in one transaction and one fsync.
 
 mod memory;
 mod redb_store;
 
 pub use memory::MemoryStore;
-pub use redb_store::RedbStore;
+pub use redb_store::{FILE_NAME, RedbStore};
 
 use serde::{Deserialize, Serialize};
 use skydns_api::{Callback, Service};
@@ -62,23 +64,55 @@ pub struct Loaded {
     pub services: Vec<StoredService>,
     /// Keys whose records were damaged and skipped, with the reason.
     pub damaged: Vec<(String, String)>,
+    /// Whole-store problems met while opening or reading (a damaged file
+    /// moved aside, a table that could not be read to its end): what could
+    /// not be recovered, for the start-up log.
+    pub lost: Vec<String>,
+}
+
+/// One change in a [`Store::commit`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Insert or replace a registration.
+    Put(StoredService),
+    /// Remove a registration (missing is not an error).
+    Remove(String),
+    /// Move the deadline of an existing registration (a heartbeat); ignored
+    /// when the registration is not stored.
+    Touch(String, u64),
 }
 
 /// Durable storage behind the registry.
 ///
-/// Contract: when `put`/`remove` return `Ok`, the change survives a crash.
-/// `touch` (heartbeats) may be batched by the caller and may lose at most the
-/// last batch.
+/// Contract: when `commit` (or `put`/`remove`/`touch`) returns `Ok`, the whole
+/// batch survives a crash; when it returns `Err`, none of it was acknowledged
+/// and the caller must not change its memory. Callers may call it
+/// concurrently: a backend is free to commit concurrent batches together.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Reads every stored registration (at start).
     async fn load(&self) -> Result<Loaded, StoreError>;
+    /// Applies `ops` in order, atomically and durably.
+    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError>;
     /// Inserts or replaces registrations, atomically as one batch.
-    async fn put(&self, records: Vec<StoredService>) -> Result<(), StoreError>;
+    async fn put(&self, records: Vec<StoredService>) -> Result<(), StoreError> {
+        self.commit(records.into_iter().map(Op::Put).collect())
+            .await
+    }
     /// Removes a registration; removing a missing one is not an error.
-    async fn remove(&self, uuid: &str) -> Result<(), StoreError>;
+    async fn remove(&self, uuid: &str) -> Result<(), StoreError> {
+        self.commit(vec![Op::Remove(uuid.to_string())]).await
+    }
     /// Updates deadlines of existing registrations (heartbeats), as one batch.
-    async fn touch(&self, deadlines: Vec<(String, u64)>) -> Result<(), StoreError>;
+    async fn touch(&self, deadlines: Vec<(String, u64)>) -> Result<(), StoreError> {
+        self.commit(
+            deadlines
+                .into_iter()
+                .map(|(uuid, d)| Op::Touch(uuid, d))
+                .collect(),
+        )
+        .await
+    }
     /// A short description for logs (`memory`, `redb at ./data`).
     fn describe(&self) -> String;
 }
