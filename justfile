@@ -42,3 +42,7 @@ fmt-check:
 # Lint every target; warnings are errors.
 clippy:
     cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Run every fuzz target for SECONDS each (nightly + cargo-fuzz; not CI); prints executions, exec/s, findings.
+fuzz SECONDS="60" *TARGETS="":
+    scripts/fuzz.sh -t {{SECONDS}} {{TARGETS}}
