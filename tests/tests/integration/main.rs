@@ -5,6 +5,7 @@ mod dns;
 mod docker_infra;
 mod embedded;
 mod forward;
+mod fuzz_regressions;
 mod process;
 mod schema;
 mod skydnsctl;

@@ -1,0 +1,97 @@
+//! Regression tests for what the fuzz targets in `fuzz/` found (see
+//! docs/reliability-fuzz.md). Findings in crates whose unit tests the fuzzing
+//! work does not own live here.
+
+use std::path::Path;
+
+use skydns::store::{RedbStore, Store, StoredService};
+use skydns_api::{Callback, Service};
+use skydns_tests::SkyDns;
+
+/// The store file's name in the `-data` directory.
+const FILE_NAME: &str = "skydns.redb";
+
+/// One record of the `store_recovery` fuzz target's template store.
+fn record(uuid: &str, n: u8) -> StoredService {
+    StoredService {
+        service: Service {
+            uuid: uuid.into(),
+            name: "web".into(),
+            version: format!("1.{n}"),
+            environment: "production".into(),
+            region: "east".into(),
+            host: format!("10.0.0.{n}"),
+            port: 8000 + u16::from(n),
+            ttl: 3600,
+            ..Service::default()
+        },
+        expires_ms: u64::MAX / 2,
+        callbacks: vec![Callback {
+            uuid: uuid.into(),
+            name: "web".into(),
+            reply: "127.0.0.1".into(),
+            port: 9999,
+            ..Callback::default()
+        }],
+    }
+}
+
+/// Writes the `store_recovery` target's template store into `dir`, then
+/// applies the minimized crashing input `[Flip { at: 3422552064, mask: 201 }]`
+/// (offset taken modulo the file's length, as the target does).
+async fn damaged_store(dir: &Path) {
+    {
+        let store = RedbStore::open(dir).unwrap();
+        let records: Vec<StoredService> = (1..=5).map(|n| record(&format!("svc-{n}"), n)).collect();
+        store.put(records).await.unwrap();
+        store.remove("svc-5").await.unwrap();
+        store.put(vec![record("svc-5", 5)]).await.unwrap();
+        store
+            .touch(vec![("svc-1".into(), u64::MAX / 3)])
+            .await
+            .unwrap();
+    }
+    let path = dir.join(FILE_NAME);
+    let mut file = std::fs::read(&path).unwrap();
+    let at = 3_422_552_064usize % file.len();
+    file[at] ^= 201;
+    std::fs::write(&path, file).unwrap();
+}
+
+/// store_recovery finding: redb 4.6 panics (`unreachable!` in
+/// `btree.rs`, reached from `Database::create` checking the allocator state)
+/// on this damaged file. Opening must return an error or a store, never panic.
+#[tokio::test]
+async fn damaged_store_file_does_not_panic_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    damaged_store(dir.path()).await;
+    let path = dir.path().to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || RedbStore::open(&path).map(|_| ())).await;
+    assert!(
+        opened.is_ok(),
+        "RedbStore::open panicked on a damaged file instead of returning an error"
+    );
+}
+
+/// The same file given to the real binary: skydns either refuses to start
+/// with an error (not a panic), or starts and says the store was damaged —
+/// never a crash, never a silent empty registry.
+#[tokio::test]
+async fn skydns_starts_or_fails_cleanly_on_a_damaged_store() {
+    let dir = tempfile::tempdir().unwrap();
+    damaged_store(dir.path()).await;
+    let data = dir.path().to_str().unwrap();
+    match SkyDns::try_start_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data]).await {
+        Ok(skydns) => {
+            let log = skydns.log().to_ascii_lowercase();
+            assert!(
+                log.contains("damaged"),
+                "skydns started on a damaged store without saying so:\n{log}"
+            );
+        }
+        Err(out) => assert!(
+            out.lines().any(|l| l.starts_with("skydns: ")),
+            "skydns did not fail with a clear error:\n{out}"
+        ),
+    }
+}
