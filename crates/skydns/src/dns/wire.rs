@@ -1,0 +1,284 @@
+//! The wire cache: encoded UDP responses for names under the domain (and
+//! PTR), copied out with the ID, the question's letter case and the TTLs
+//! patched, so a repeated question costs parse → lookup → copy.
+//!
+//! The key is the request after its ID, with the question name lowercased:
+//! two requests with the same key get the same response apart from the ID,
+//! the echoed name case, TTLs and the order of round-robin answers, since the
+//! reply depends only on those bytes and on the registry (never on the client
+//! address for names we are authoritative for). An entry is valid while the
+//! registry's serial is the one it was built at (every add and remove bumps
+//! it) and every entry it was built from is still live; TTLs are recounted
+//! from those entries at copy time, so heartbeats and the countdown show
+//! exactly as on the uncached path. Responses are produced by hickory-proto;
+//! only the ID, question-name and TTL bytes are rewritten here.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use hickory_proto::{
+    op::Header,
+    rr::Name,
+    serialize::binary::{BinDecodable, BinDecoder},
+};
+use prometheus_client::metrics::counter::Counter;
+use rand::RngExt;
+
+use super::answer::{Rec, TtlPolicy};
+use crate::registry::Entry;
+
+/// Longest request the cache looks at (longer ones take the full path).
+pub const MAX_KEY: usize = 512;
+/// Entries held before the cache is emptied and refilled.
+const CAPACITY: usize = 4096;
+/// Orders kept of a round-robin answer whose records cannot be shuffled in
+/// the copy (SRV with glue).
+const ROUND_ROBIN_VARIANTS: usize = 4;
+/// Size of the DNS header.
+const HEADER_LEN: usize = 12;
+/// RR type of the EDNS OPT pseudo-record (its TTL field holds flags).
+const OPT: u16 = 41;
+
+/// A request as the cache sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyed<'a> {
+    /// The request after its ID, question name lowercased.
+    pub key: &'a [u8],
+    /// Where the question name ends.
+    pub qname_end: usize,
+    /// The request itself.
+    pub request: &'a [u8],
+}
+
+/// The cache key of `request`, written into `buf`; `None` when the request
+/// cannot be keyed (too long, no question).
+pub fn key<'a>(request: &'a [u8], buf: &'a mut [u8; MAX_KEY]) -> Option<Keyed<'a>> {
+    if request.len() > MAX_KEY || request.len() <= HEADER_LEN {
+        return None;
+    }
+    let mut decoder = BinDecoder::new(request);
+    decoder.read_slice(HEADER_LEN).ok()?;
+    Name::read(&mut decoder).ok()?;
+    let qname_end = decoder.index();
+    let key = buf.get_mut(..request.len() - 2)?;
+    key.copy_from_slice(request.get(2..)?);
+    key.get_mut(HEADER_LEN - 2..qname_end - 2)?
+        .make_ascii_lowercase();
+    Some(Keyed {
+        key,
+        qname_end,
+        request,
+    })
+}
+
+/// One encoded response and what to patch in it.
+#[derive(Debug)]
+pub struct Variant {
+    bytes: Box<[u8]>,
+    qname_end: usize,
+    /// Offset of each TTL field that counts down, and the entry it counts from.
+    ttls: Box<[(usize, Arc<Entry>)]>,
+    /// Answer records that are equal-sized, self-contained chunks (owner a
+    /// pointer to the question): start, length, count — shuffled per copy.
+    chunks: Option<(usize, usize, usize)>,
+}
+
+impl Variant {
+    /// Analyses `bytes`, the encoding of a reply whose records (answer,
+    /// authority, additional, in order, without OPT) are `recs`. `None` when
+    /// the response is not cacheable (truncated, or its records do not match).
+    pub fn build<'a>(
+        bytes: Vec<u8>,
+        recs: impl Iterator<Item = &'a Rec>,
+        chunkable: bool,
+    ) -> Option<Self> {
+        let mut recs = recs;
+        let mut d = BinDecoder::new(&bytes);
+        let header = Header::read(&mut d).ok()?;
+        if header.metadata.truncation || header.counts.queries != 1 {
+            return None;
+        }
+        Name::read(&mut d).ok()?;
+        let qname_end = d.index();
+        d.read_slice(4).ok()?;
+        let mut ttls = Vec::new();
+        let answers = usize::from(header.counts.answers);
+        let total = answers
+            + usize::from(header.counts.authorities)
+            + usize::from(header.counts.additionals);
+        let mut answer_spans = Vec::with_capacity(answers);
+        for i in 0..total {
+            let start = d.index();
+            let pointer = bytes.get(start).is_some_and(|b| b & 0xC0 == 0xC0);
+            Name::read(&mut d).ok()?;
+            let rtype = d.read_u16().ok()?.unverified();
+            d.read_u16().ok()?;
+            let ttl_at = d.index();
+            d.read_u32().ok()?;
+            let len = d.read_u16().ok()?.unverified();
+            d.read_slice(usize::from(len)).ok()?;
+            if i < answers {
+                answer_spans.push((start, d.index() - start, pointer));
+            }
+            if rtype == OPT && i >= answers {
+                continue;
+            }
+            let rec = recs.next()?;
+            if let Some(entry) = &rec.source {
+                ttls.push((ttl_at, Arc::clone(entry)));
+            }
+        }
+        if recs.next().is_some() || d.index() != bytes.len() {
+            return None;
+        }
+        let chunks = match answer_spans.as_slice() {
+            [(start, len, true), rest @ ..]
+                if chunkable && !rest.is_empty() && rest.iter().all(|s| s.1 == *len && s.2) =>
+            {
+                Some((*start, *len, answer_spans.len()))
+            }
+            _ => None,
+        };
+        Some(Self {
+            bytes: bytes.into_boxed_slice(),
+            qname_end,
+            ttls: ttls.into_boxed_slice(),
+            chunks,
+        })
+    }
+
+    /// Whether the copy shuffles the answers itself.
+    pub fn shuffles(&self) -> bool {
+        self.chunks.is_some()
+    }
+
+    /// The response to `request` at `now_ms`: `None` when an entry it was
+    /// built from is no longer live.
+    fn copy(
+        &self,
+        request: &[u8],
+        qname_end: usize,
+        ttl: TtlPolicy,
+        now_ms: u64,
+        shuffle: bool,
+    ) -> Option<Vec<u8>> {
+        if qname_end != self.qname_end {
+            return None;
+        }
+        let mut out = self.bytes.to_vec();
+        out.get_mut(..2)?.copy_from_slice(request.get(..2)?);
+        out.get_mut(HEADER_LEN..qname_end)?
+            .copy_from_slice(request.get(HEADER_LEN..qname_end)?);
+        for (at, entry) in &self.ttls {
+            if !entry.is_live(now_ms) {
+                return None;
+            }
+            out.get_mut(*at..*at + 4)?
+                .copy_from_slice(&ttl.ttl(entry, now_ms).to_be_bytes());
+        }
+        if let (true, Some((start, len, count))) = (shuffle, self.chunks) {
+            let section = out.get_mut(start..start + len * count)?;
+            let mut rng = rand::rng();
+            for i in (1..count).rev() {
+                let j = rng.random_range(0..=i);
+                if j != i {
+                    let (head, tail) = section.split_at_mut(i * len);
+                    head.get_mut(j * len..(j + 1) * len)?
+                        .swap_with_slice(tail.get_mut(..len)?);
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// The responses of one key.
+#[derive(Debug)]
+struct Slot {
+    serial: u32,
+    /// How many orders to keep (1, or [`ROUND_ROBIN_VARIANTS`]).
+    wanted: usize,
+    variants: Vec<Arc<Variant>>,
+    /// `skydns_dns_queries_total` for this question's type and rcode.
+    counter: Counter,
+}
+
+/// Encoded responses by request key.
+#[derive(Debug, Default)]
+pub struct WireCache {
+    slots: DashMap<Box<[u8]>, Arc<Slot>>,
+}
+
+impl WireCache {
+    /// The response for `key` (from [`key`]), patched for `request`, when one
+    /// built at `serial` is held; counts it in the slot's metric.
+    pub fn get(
+        &self,
+        asked: &Keyed<'_>,
+        serial: u32,
+        ttl: TtlPolicy,
+        now_ms: u64,
+        round_robin: bool,
+    ) -> Option<Vec<u8>> {
+        let key = asked.key;
+        let slot = Arc::clone(self.slots.get(key)?.value());
+        if slot.serial != serial {
+            self.slots.remove(key);
+            return None;
+        }
+        let pick = if slot.wanted > 1 {
+            rand::rng().random_range(0..slot.wanted)
+        } else {
+            0
+        };
+        let variant = slot.variants.get(pick)?;
+        match variant.copy(asked.request, asked.qname_end, ttl, now_ms, round_robin) {
+            Some(out) => {
+                slot.counter.inc();
+                Some(out)
+            }
+            None => {
+                self.slots.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Stores `variant` for `key`, built at `serial`; `round_robin` asks for
+    /// several orders when the copy cannot shuffle the answers itself.
+    pub fn insert(
+        &self,
+        key: &[u8],
+        serial: u32,
+        variant: Variant,
+        round_robin: bool,
+        counter: Counter,
+    ) {
+        let wanted = if round_robin && !variant.shuffles() {
+            ROUND_ROBIN_VARIANTS
+        } else {
+            1
+        };
+        let variant = Arc::new(variant);
+        let mut variants = match self.slots.get(key) {
+            Some(slot) if slot.serial == serial => slot.variants.clone(),
+            _ => Vec::new(),
+        };
+        if variants.len() >= wanted {
+            return;
+        }
+        variants.push(variant);
+        if self.slots.len() >= CAPACITY {
+            self.slots.clear();
+        }
+        self.slots.insert(
+            Box::from(key),
+            Arc::new(Slot {
+                serial,
+                wanted,
+                variants,
+                counter,
+            }),
+        );
+    }
+}
