@@ -76,11 +76,17 @@ pub fn key<'a>(request: &'a [u8], buf: &'a mut [u8; MAX_KEY]) -> Option<Keyed<'a
 pub struct Variant {
     bytes: Box<[u8]>,
     qname_end: usize,
+    /// Owner names spelled out (not compressed) that are the question's
+    /// name: start and length of their inline part, rewritten in the
+    /// asker's case.
+    owners: Box<[(usize, usize)]>,
     /// Offset of each TTL field that counts down, and the entry it counts from.
     ttls: Box<[(usize, Arc<Entry>)]>,
     /// Answer records that are equal-sized, self-contained chunks (owner a
     /// pointer to the question): start, length, count — shuffled per copy.
     chunks: Option<(usize, usize, usize)>,
+    /// Records in the answer section.
+    answers: usize,
 }
 
 impl Variant {
@@ -98,9 +104,10 @@ impl Variant {
         if header.metadata.truncation || header.counts.queries != 1 {
             return None;
         }
-        Name::read(&mut d).ok()?;
+        let qname = Name::read(&mut d).ok()?;
         let qname_end = d.index();
         d.read_slice(4).ok()?;
+        let mut owners = Vec::new();
         let mut ttls = Vec::new();
         let answers = usize::from(header.counts.answers);
         let total = answers
@@ -110,7 +117,16 @@ impl Variant {
         for i in 0..total {
             let start = d.index();
             let pointer = bytes.get(start).is_some_and(|b| b & 0xC0 == 0xC0);
-            Name::read(&mut d).ok()?;
+            let owner = Name::read(&mut d).ok()?;
+            if owner == qname && !pointer {
+                let spelled = d.index() - start;
+                let inline = if bytes.get(d.index() - 2).is_some_and(|b| b & 0xC0 == 0xC0) {
+                    spelled - 2
+                } else {
+                    spelled
+                };
+                owners.push((start, inline));
+            }
             let rtype = d.read_u16().ok()?.unverified();
             d.read_u16().ok()?;
             let ttl_at = d.index();
@@ -142,14 +158,17 @@ impl Variant {
         Some(Self {
             bytes: bytes.into_boxed_slice(),
             qname_end,
+            owners: owners.into_boxed_slice(),
             ttls: ttls.into_boxed_slice(),
             chunks,
+            answers,
         })
     }
 
-    /// Whether the copy shuffles the answers itself.
-    pub fn shuffles(&self) -> bool {
-        self.chunks.is_some()
+    /// Whether round robin needs several stored orders: more than one
+    /// answer, and the copy cannot shuffle them itself.
+    fn needs_orders(&self) -> bool {
+        self.chunks.is_none() && self.answers > 1
     }
 
     /// The response to `request` at `now_ms`: `None` when an entry it was
@@ -167,8 +186,12 @@ impl Variant {
         }
         let mut out = self.bytes.to_vec();
         out.get_mut(..2)?.copy_from_slice(request.get(..2)?);
-        out.get_mut(HEADER_LEN..qname_end)?
-            .copy_from_slice(request.get(HEADER_LEN..qname_end)?);
+        let asked = request.get(HEADER_LEN..qname_end)?;
+        out.get_mut(HEADER_LEN..qname_end)?.copy_from_slice(asked);
+        for (start, len) in &self.owners {
+            out.get_mut(*start..*start + *len)?
+                .copy_from_slice(asked.get(..*len)?);
+        }
         for (at, entry) in &self.ttls {
             if !entry.is_live(now_ms) {
                 return None;
@@ -254,7 +277,7 @@ impl WireCache {
         round_robin: bool,
         counter: Counter,
     ) {
-        let wanted = if round_robin && !variant.shuffles() {
+        let wanted = if round_robin && variant.needs_orders() {
             ROUND_ROBIN_VARIANTS
         } else {
             1
