@@ -12,15 +12,25 @@ use hickory_proto::rr::{
 
 use crate::registry::{Entry, name::pos};
 
-/// A record, and the registry entry whose remaining life its TTL counts down
-/// from (`None`: a fixed TTL). The wire cache uses the source to recount the
+/// Where a record's TTL comes from. The wire cache uses it to recount the
 /// TTL of a stored answer at the moment it is copied out.
+#[derive(Debug, Clone)]
+pub enum TtlSource {
+    /// A fixed TTL.
+    Fixed,
+    /// The remaining life of a registry entry ([`TtlPolicy::ttl`]).
+    Entry(Arc<Entry>),
+    /// An upstream answer's TTL as cached, less the whole seconds since it was cached.
+    Upstream(u32),
+}
+
+/// A record and where its TTL comes from.
 #[derive(Debug, Clone)]
 pub struct Rec {
     /// The record as answered now.
     pub record: Record,
-    /// The entry its TTL comes from.
-    pub source: Option<Arc<Entry>>,
+    /// Where its TTL comes from.
+    pub source: TtlSource,
 }
 
 impl Rec {
@@ -28,14 +38,14 @@ impl Rec {
     pub fn fixed(record: Record) -> Self {
         Self {
             record,
-            source: None,
+            source: TtlSource::Fixed,
         }
     }
 
     fn from_entry(record: Record, entry: &Arc<Entry>) -> Self {
         Self {
             record,
-            source: Some(Arc::clone(entry)),
+            source: TtlSource::Entry(Arc::clone(entry)),
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::{
     metrics::Metrics,
     registry::{Entry, Pattern, Registry, name::pos, now_ms},
 };
-use answer::{Rec, TtlPolicy};
+use answer::{Rec, TtlPolicy, TtlSource};
 use forward::{Forwarder, Outcome};
 use wire::WireCache;
 pub use zone::Zone;
@@ -160,7 +160,10 @@ impl DnsHandler {
         };
         // Read before the lookup: a change racing with it leaves a stale serial.
         let serial = self.registry.serial();
-        let now = now_ms();
+        let now = wire::Now {
+            ms: now_ms(),
+            instant: start,
+        };
         if let Some(asked) = &key
             && let Some(bytes) = self.cache.get(
                 asked,
@@ -168,6 +171,7 @@ impl DnsHandler {
                 self.options.ttl,
                 now,
                 self.options.round_robin,
+                || self.may_recurse(src),
             )
         {
             self.metrics
@@ -191,21 +195,32 @@ impl DnsHandler {
                 return Step::Done(Some(formerr(&header)));
             }
         };
-        let Some(reply) = self.reply_now(&parsed) else {
-            return Step::Forward(Box::new(parsed));
+        let (reply, upstream) = match self.reply_now(&parsed) {
+            Some(reply) => (reply, None),
+            None => match self.forward_cached(&parsed) {
+                Some((reply, times)) => (reply, Some(times)),
+                None => return Step::Forward(Box::new(parsed)),
+            },
         };
         let bytes = self.encode(&parsed, &reply, protocol);
-        let counter = self.count(qtype(&parsed), reply.rcode, start);
+        let mut counters = vec![self.count(qtype(&parsed), reply.rcode, start)];
+        if let (Some(_), Some(forwarder)) = (upstream, &self.forwarder) {
+            counters.push(forwarder.cache_hits());
+        }
         if let Some(asked) = key.filter(|_| reply.cacheable)
-            && let Some(variant) =
-                wire::Variant::build(bytes.clone(), reply.records(), self.options.round_robin)
+            && let Some(variant) = wire::Variant::build(
+                bytes.clone(),
+                reply.records(),
+                self.options.round_robin && upstream.is_none(),
+                upstream,
+            )
         {
             self.cache.insert(
                 asked.key,
                 serial,
                 variant,
-                self.options.round_robin,
-                counter,
+                self.options.round_robin && upstream.is_none(),
+                counters,
             );
         }
         Step::Done(Some(bytes))
@@ -307,18 +322,55 @@ impl DnsHandler {
         Decision::Forward
     }
 
+    /// Whether `src` may have outside names forwarded (`-allow-recursion`).
+    fn may_recurse(&self, src: SocketAddr) -> bool {
+        let client = src.ip().to_canonical();
+        self.options
+            .allow_recursion
+            .iter()
+            .any(|net| net.contains(&client))
+    }
+
+    /// A forwarded answer the forwarding cache holds, without waiting; with
+    /// when it was stored and when it expires. `None`: go the async way.
+    fn forward_cached(&self, request: &Request) -> Option<(Reply, (Instant, Instant))> {
+        let forwarder = self.forwarder.as_ref()?;
+        if !self.may_recurse(request.src()) {
+            return None;
+        }
+        let query = request.queries.queries().first()?;
+        let (msg, stored, expires) = forwarder.cached(query.original())?;
+        let elapsed = u32::try_from(stored.elapsed().as_secs()).unwrap_or(u32::MAX);
+        let counted = |records: &[hickory_proto::rr::Record]| -> Vec<Rec> {
+            records
+                .iter()
+                .map(|r| {
+                    let mut record = r.clone();
+                    record.ttl = r.ttl.saturating_sub(elapsed);
+                    Rec {
+                        record,
+                        source: TtlSource::Upstream(r.ttl),
+                    }
+                })
+                .collect()
+        };
+        let reply = Reply {
+            rcode: msg.metadata.response_code,
+            authoritative: false,
+            answers: counted(&msg.answers),
+            authority: counted(&msg.authorities),
+            additionals: counted(&msg.additionals),
+            cacheable: true,
+        };
+        Some((reply, (stored, expires)))
+    }
+
     /// Forwards a name outside the domain, for clients allowed to recurse.
     async fn forward(&self, request: &Request) -> Reply {
         let Some(forwarder) = &self.forwarder else {
             return Reply::error(ResponseCode::Refused);
         };
-        let client = request.src().ip().to_canonical();
-        if !self
-            .options
-            .allow_recursion
-            .iter()
-            .any(|net| net.contains(&client))
-        {
+        if !self.may_recurse(request.src()) {
             return Reply::error(ResponseCode::Refused);
         }
         let Some(query) = request.queries.queries().first() else {

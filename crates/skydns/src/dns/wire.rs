@@ -13,7 +13,7 @@
 //! exactly as on the uncached path. Responses are produced by hickory-proto;
 //! only the ID, question-name and TTL bytes are rewritten here.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use dashmap::DashMap;
 use hickory_proto::{
@@ -24,7 +24,7 @@ use hickory_proto::{
 use prometheus_client::metrics::counter::Counter;
 use rand::RngExt;
 
-use super::answer::{Rec, TtlPolicy};
+use super::answer::{Rec, TtlPolicy, TtlSource};
 use crate::registry::Entry;
 
 /// Longest request the cache looks at (longer ones take the full path).
@@ -71,6 +71,24 @@ pub fn key<'a>(request: &'a [u8], buf: &'a mut [u8; MAX_KEY]) -> Option<Keyed<'a
     })
 }
 
+/// What a TTL field counts down from.
+#[derive(Debug)]
+enum Countdown {
+    /// A registry entry's remaining life.
+    Entry(Arc<Entry>),
+    /// A TTL as cached from upstream, less the whole seconds since then.
+    Upstream(u32),
+}
+
+/// The clocks a copy is made at.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Milliseconds since the Unix epoch (registry deadlines).
+    pub ms: u64,
+    /// The monotonic clock (forwarding cache times).
+    pub instant: Instant,
+}
+
 /// One encoded response and what to patch in it.
 #[derive(Debug)]
 pub struct Variant {
@@ -80,8 +98,11 @@ pub struct Variant {
     /// name: start and length of their inline part, rewritten in the
     /// asker's case.
     owners: Box<[(usize, usize)]>,
-    /// Offset of each TTL field that counts down, and the entry it counts from.
-    ttls: Box<[(usize, Arc<Entry>)]>,
+    /// Offset of each TTL field that counts down, and what it counts from.
+    ttls: Box<[(usize, Countdown)]>,
+    /// For a forwarded answer: when the forwarding cache stored it, and
+    /// when it expires there.
+    upstream: Option<(Instant, Instant)>,
     /// Answer records that are equal-sized, self-contained chunks (owner a
     /// pointer to the question): start, length, count — shuffled per copy.
     chunks: Option<(usize, usize, usize)>,
@@ -97,6 +118,7 @@ impl Variant {
         bytes: Vec<u8>,
         recs: impl Iterator<Item = &'a Rec>,
         chunkable: bool,
+        upstream: Option<(Instant, Instant)>,
     ) -> Option<Self> {
         let mut recs = recs;
         let mut d = BinDecoder::new(&bytes);
@@ -140,8 +162,10 @@ impl Variant {
                 continue;
             }
             let rec = recs.next()?;
-            if let Some(entry) = &rec.source {
-                ttls.push((ttl_at, Arc::clone(entry)));
+            match &rec.source {
+                TtlSource::Fixed => {}
+                TtlSource::Entry(entry) => ttls.push((ttl_at, Countdown::Entry(Arc::clone(entry)))),
+                TtlSource::Upstream(base) => ttls.push((ttl_at, Countdown::Upstream(*base))),
             }
         }
         if recs.next().is_some() || d.index() != bytes.len() {
@@ -160,6 +184,7 @@ impl Variant {
             qname_end,
             owners: owners.into_boxed_slice(),
             ttls: ttls.into_boxed_slice(),
+            upstream,
             chunks,
             answers,
         })
@@ -178,12 +203,19 @@ impl Variant {
         request: &[u8],
         qname_end: usize,
         ttl: TtlPolicy,
-        now_ms: u64,
+        now: Now,
         shuffle: bool,
     ) -> Option<Vec<u8>> {
         if qname_end != self.qname_end {
             return None;
         }
+        let elapsed = match self.upstream {
+            Some((_, expires)) if expires <= now.instant => return None,
+            Some((stored, _)) => {
+                u32::try_from(now.instant.duration_since(stored).as_secs()).unwrap_or(u32::MAX)
+            }
+            None => 0,
+        };
         let mut out = self.bytes.to_vec();
         out.get_mut(..2)?.copy_from_slice(request.get(..2)?);
         let asked = request.get(HEADER_LEN..qname_end)?;
@@ -192,12 +224,18 @@ impl Variant {
             out.get_mut(*start..*start + *len)?
                 .copy_from_slice(asked.get(..*len)?);
         }
-        for (at, entry) in &self.ttls {
-            if !entry.is_live(now_ms) {
-                return None;
-            }
+        for (at, countdown) in &self.ttls {
+            let value = match countdown {
+                Countdown::Entry(entry) => {
+                    if !entry.is_live(now.ms) {
+                        return None;
+                    }
+                    ttl.ttl(entry, now.ms)
+                }
+                Countdown::Upstream(base) => base.saturating_sub(elapsed),
+            };
             out.get_mut(*at..*at + 4)?
-                .copy_from_slice(&ttl.ttl(entry, now_ms).to_be_bytes());
+                .copy_from_slice(&value.to_be_bytes());
         }
         if let (true, Some((start, len, count))) = (shuffle, self.chunks) {
             let section = out.get_mut(start..start + len * count)?;
@@ -222,8 +260,11 @@ struct Slot {
     /// How many orders to keep (1, or [`ROUND_ROBIN_VARIANTS`]).
     wanted: usize,
     variants: Vec<Arc<Variant>>,
-    /// `skydns_dns_queries_total` for this question's type and rcode.
-    counter: Counter,
+    /// Counters of a copy: `skydns_dns_queries_total` for this question's
+    /// type and rcode, and for a forwarded answer the forwarding cache's hits.
+    counters: Vec<Counter>,
+    /// A forwarded answer: only for clients allowed to recurse.
+    forwarded: bool,
 }
 
 /// Encoded responses by request key.
@@ -240,13 +281,17 @@ impl WireCache {
         asked: &Keyed<'_>,
         serial: u32,
         ttl: TtlPolicy,
-        now_ms: u64,
+        now: Now,
         round_robin: bool,
+        may_recurse: impl FnOnce() -> bool,
     ) -> Option<Vec<u8>> {
         let key = asked.key;
         let slot = Arc::clone(self.slots.get(key)?.value());
         if slot.serial != serial {
             self.slots.remove(key);
+            return None;
+        }
+        if slot.forwarded && !may_recurse() {
             return None;
         }
         let pick = if slot.wanted > 1 {
@@ -255,9 +300,11 @@ impl WireCache {
             0
         };
         let variant = slot.variants.get(pick)?;
-        match variant.copy(asked.request, asked.qname_end, ttl, now_ms, round_robin) {
+        match variant.copy(asked.request, asked.qname_end, ttl, now, round_robin) {
             Some(out) => {
-                slot.counter.inc();
+                for counter in &slot.counters {
+                    counter.inc();
+                }
                 Some(out)
             }
             None => {
@@ -275,13 +322,14 @@ impl WireCache {
         serial: u32,
         variant: Variant,
         round_robin: bool,
-        counter: Counter,
+        counters: Vec<Counter>,
     ) {
         let wanted = if round_robin && variant.needs_orders() {
             ROUND_ROBIN_VARIANTS
         } else {
             1
         };
+        let forwarded = variant.upstream.is_some();
         let variant = Arc::new(variant);
         let mut variants = match self.slots.get(key) {
             Some(slot) if slot.serial == serial => slot.variants.clone(),
@@ -300,7 +348,8 @@ impl WireCache {
                 serial,
                 wanted,
                 variants,
-                counter,
+                counters,
+                forwarded,
             }),
         );
     }
