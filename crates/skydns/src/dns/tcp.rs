@@ -1,25 +1,81 @@
 //! The TCP listener: length-prefixed messages (RFC 1035 4.2.2) answered one
 //! after the other per connection through [`DnsHandler::respond`]. At most
-//! `max_connections` are open at once (more are closed at once), and a
-//! connection that sends nothing for `idle` is closed.
+//! `max_connections` are open at once: a new client beyond that closes the
+//! oldest connection, so a crowd of idle connections cannot lock new clients
+//! out; and a connection that sends nothing for `idle` is closed.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use hickory_server::net::xfer::Protocol;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::DnsHandler;
 
+/// One open connection: the token that closes it, and whether it has been
+/// counted gone (by whichever side ends it first).
+#[derive(Debug, Clone)]
+struct Conn {
+    token: CancellationToken,
+    gone: Arc<AtomicBool>,
+}
+
+impl Conn {
+    /// Closes it (if still open) and counts it gone exactly once.
+    fn close(&self, live: &AtomicUsize) {
+        self.token.cancel();
+        if !self.gone.swap(true, Ordering::AcqRel) {
+            live.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Open connections, oldest first.
+#[derive(Debug, Default)]
+struct Open {
+    live: Arc<AtomicUsize>,
+    order: VecDeque<Conn>,
+}
+
+impl Open {
+    /// Makes room for one more under `max` by closing the oldest, and
+    /// returns the new connection.
+    fn admit(&mut self, max: usize, parent: &CancellationToken) -> Conn {
+        while self.live.load(Ordering::Acquire) >= max {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            oldest.close(&self.live);
+        }
+        if self.order.len() > max.saturating_mul(2) {
+            self.order.retain(|c| !c.gone.load(Ordering::Acquire));
+        }
+        let conn = Conn {
+            token: parent.child_token(),
+            gone: Arc::new(AtomicBool::new(false)),
+        };
+        self.order.push_back(conn.clone());
+        self.live.fetch_add(1, Ordering::AcqRel);
+        conn
+    }
+}
+
 /// Limits of the TCP listener.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpLimits {
-    /// Connections open at once; more are closed on accept.
+    /// Connections open at once; a new one beyond closes the oldest.
     pub max_connections: usize,
     /// A connection idle (no complete message) this long is closed.
     pub idle: Duration,
@@ -32,7 +88,7 @@ pub async fn serve(
     limits: TcpLimits,
     token: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut open = Open::default();
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -49,18 +105,14 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::debug!(%src, "too many tcp connections: closed");
-            drop(stream);
-            continue;
-        };
-        let (handler, t) = (handler.clone(), token.clone());
+        let conn = open.admit(limits.max_connections, &token);
+        let (handler, live) = (handler.clone(), Arc::clone(&open.live));
         connections.spawn(async move {
             tokio::select! {
-                () = t.cancelled() => {}
+                () = conn.token.cancelled() => {}
                 () = connection(stream, src, &handler, limits.idle) => {}
             }
-            drop(permit);
+            conn.close(&live);
         });
     }
     connections.shutdown().await;
