@@ -71,9 +71,13 @@ pub struct Cli {
     /// Write timeout (Go duration).
     #[arg(long, default_value = "2s")]
     pub wtimeout: String,
-    /// TCP DNS connections open at once; more are closed on accept.
+    /// TCP DNS connections open at once; a new one beyond closes the oldest.
     #[arg(long, env = "SKYDNS_MAX_TCP_CONNECTIONS", default_value_t = 1000)]
     pub max_tcp_connections: usize,
+    /// Threads answering DNS over UDP (each blocking on the socket). One is
+    /// best when the load generator shares the machine's cores.
+    #[arg(long, env = "SKYDNS_DNS_WORKERS", default_value_t = 1)]
+    pub dns_workers: usize,
     /// Answer A/AAAA records in a stable order instead of shuffling them.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub no_round_robin: bool,
@@ -170,6 +174,8 @@ pub struct Config {
     pub write_timeout: Duration,
     /// TCP DNS connections open at once.
     pub max_tcp_connections: usize,
+    /// Threads answering DNS over UDP.
+    pub dns_workers: usize,
     /// Shuffle A/AAAA answers.
     pub round_robin: bool,
     /// API TLS files.
@@ -199,6 +205,7 @@ impl Config {
             read_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(2),
             max_tcp_connections: 1000,
+            dns_workers: 1,
             round_robin: true,
             tls: None,
             no_expire_ttl: 3600,
@@ -261,6 +268,7 @@ impl TryFrom<Cli> for Config {
             read_timeout: parse_duration("rtimeout", &cli.rtimeout)?,
             write_timeout: parse_duration("wtimeout", &cli.wtimeout)?,
             max_tcp_connections: cli.max_tcp_connections.max(1),
+            dns_workers: cli.dns_workers.clamp(1, 64),
             round_robin: !cli.no_round_robin,
             tls,
             no_expire_ttl: cli.no_expire_ttl,

@@ -162,7 +162,13 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let mut tasks = JoinSet::new();
 
     let udp = udp.into_std()?;
-    dns::udp::spawn(&mut tasks, udp, handler.clone(), token.child_token())?;
+    dns::udp::spawn(
+        &mut tasks,
+        udp,
+        config.dns_workers,
+        handler.clone(),
+        token.child_token(),
+    )?;
     let limits = TcpLimits {
         max_connections: config.max_tcp_connections,
         idle: config.read_timeout,

@@ -1,4 +1,4 @@
-//! The UDP serving loop: one dedicated thread with a blocking socket,
+//! The UDP serving loop: dedicated threads (one by default) blocking on the socket,
 //! receive → [`DnsHandler::respond_now`] (wire cache first) → send. Questions
 //! that must be forwarded go to the async runtime through a bounded queue;
 //! when it is full they are dropped, so overload sheds instead of queueing
@@ -28,14 +28,15 @@ const FORWARD_IN_FLIGHT: usize = 512;
 
 type Forward = (Box<Request>, SocketAddr);
 
-/// Serves `socket` on a dedicated thread and forwards through a task, both
-/// added to `tasks` and stopped by `token`.
+/// Serves `socket` on `workers` dedicated threads and forwards through a
+/// task, all added to `tasks` and stopped by `token`.
 ///
 /// # Errors
 /// When the socket cannot be made blocking or cloned.
 pub fn spawn<E: Send + 'static>(
     tasks: &mut JoinSet<Result<(), E>>,
     socket: UdpSocket,
+    workers: usize,
     handler: DnsHandler,
     token: CancellationToken,
 ) -> std::io::Result<()> {
@@ -43,6 +44,14 @@ pub fn spawn<E: Send + 'static>(
     socket.set_read_timeout(Some(POLL))?;
     let sender = Arc::new(socket.try_clone()?);
     let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
+    for _ in 1..workers.max(1) {
+        let socket = socket.try_clone()?;
+        let (h, t, tx) = (handler.clone(), token.clone(), tx.clone());
+        tasks.spawn_blocking(move || {
+            serve(&socket, &h, &tx, &t);
+            Ok(())
+        });
+    }
     let (h, t) = (handler.clone(), token.clone());
     tasks.spawn_blocking(move || {
         serve(&socket, &h, &tx, &t);
