@@ -14,6 +14,8 @@
 # services registered, zeroes the counters, sends BENCH_QUERIES (default
 # 2000) queries of each kind with dnsperf (-c 1 -q 5: valgrind is slow) and
 # prints the instructions executed per answered query, all threads counted.
+# The kinds: A (10 answers), SRV with glue, NXDOMAIN, and an outside name
+# answered from the forwarding cache (upstream: a second skydns on loopback).
 # Instruction counts do not depend on what else runs on the machine.
 #
 # Loopback only: skydns listens on free 127.0.0.1 ports (memory store, its
@@ -45,12 +47,29 @@ callgrind_mode() {
     for tool in valgrind callgrind_control dnsperf curl; do
         command -v "$tool" >/dev/null 2>&1 || { echo "$tool missing (apt-get install valgrind dnsperf curl)" >&2; exit 1; }
     done
-    local line dns http port api
-    CG_WORK=$(mktemp -d) CG_PID=""
+    local line dns http port api stub_line stub_port
+    CG_WORK=$(mktemp -d) CG_PID="" CG_STUB=""
     local work=$CG_WORK
-    trap 'kill "$CG_PID" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$CG_WORK"' EXIT
+    trap 'kill "$CG_PID" "$CG_STUB" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$CG_WORK"' EXIT
+    # The upstream for the forwarding row: another skydns on loopback,
+    # authoritative for example.org with 10 services (not under valgrind).
+    NO_COLOR=1 timeout 900 "$bin" -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain example.org -no-forward \
+        -log-level warn,skydns::server=info >"$work/stub.log" 2>&1 &
+    CG_STUB=$!
+    for _ in $(seq 1 100); do
+        stub_line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$work/stub.log" | head -n1 || true)
+        [[ -n "$stub_line" ]] && break
+        sleep 0.1
+    done
+    [[ -n "$stub_line" ]] || { cat "$work/stub.log" >&2; exit 1; }
+    stub_port=${stub_line#listening dns=}; stub_port=${stub_port%% *}; stub_port=${stub_port##*:}
+    for i in $(seq 1 10); do
+        curl -sS --fail-with-body -o /dev/null -X PUT "http://${stub_line##* http=}/skydns/services/web-$i" \
+            -H 'Content-Type: application/json' \
+            -d "{\"Name\":\"web\",\"Version\":\"1.0.0\",\"Environment\":\"prod\",\"Region\":\"east\",\"Host\":\"10.0.1.$i\",\"Port\":8080,\"TTL\":86400}"
+    done
     NO_COLOR=1 timeout 900 valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
-        "$bin" -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain "$DOMAIN" -no-forward \
+        "$bin" -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain "$DOMAIN" -nameserver "127.0.0.1:$stub_port" \
         -log-level warn,skydns::server=info >"$work/skydns.log" 2>&1 &
     CG_PID=$!
     local pid=""
@@ -73,9 +92,10 @@ callgrind_mode() {
     printf 'web.prod.%s A\n' "$DOMAIN" >"$work/a.txt"
     printf 'web.prod.%s SRV\n' "$DOMAIN" >"$work/srv.txt"
     printf 'nothere.prod.%s A\n' "$DOMAIN" >"$work/nx.txt"
+    printf 'web.prod.example.org A\n' >"$work/fwd.txt"
     local kind file extra out done_q ir
     printf '%-10s %10s %14s\n' query answered instr/query
-    for kind in A:a.txt: SRV+glue:srv.txt:-e NXDOMAIN:nx.txt:; do
+    for kind in A:a.txt: SRV+glue:srv.txt:-e NXDOMAIN:nx.txt: forwarded:fwd.txt:; do
         IFS=: read -r kind file extra <<<"$kind"
         # warm the path (and the wire cache), then count only the load
         timeout 120 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$file" -n 20 -c 1 -q 5 $extra >/dev/null 2>&1 || true
@@ -85,7 +105,7 @@ callgrind_mode() {
         rm -f "$work"/cg.*
         callgrind_control -d "$pid" >/dev/null 2>&1
         sleep 1
-        ir=$(cat "$work"/cg.* 2>/dev/null | awk '/^(summary|totals):/ { s += $2 } END { print s + 0 }')
+        ir=$(cat "$work"/cg.* 2>/dev/null | awk '/^totals:/ { s += $2 } END { print s + 0 }')
         printf '%-10s %10s %14.0f\n' "$kind" "$done_q" "$(awk -v i="$ir" -v q="$done_q" 'BEGIN { print (q > 0 ? i / q : 0) }')"
     done
 }
