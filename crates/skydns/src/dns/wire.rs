@@ -354,3 +354,179 @@ impl WireCache {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::{
+        op::{Message, MessageType, OpCode, Query},
+        rr::{RData, Record, RecordType, rdata::A},
+        serialize::binary::BinEncodable,
+    };
+    use skydns_api::Service;
+
+    const T0: u64 = 1_000_000;
+    const TTL: TtlPolicy = TtlPolicy {
+        no_expire_ttl: 3600,
+        max_ttl: 0,
+    };
+
+    fn entry(uuid: &str, secs: u64) -> Arc<Entry> {
+        let s = Service {
+            uuid: uuid.into(),
+            name: "web".into(),
+            host: "10.0.0.1".into(),
+            ttl: 30,
+            ..Default::default()
+        };
+        Arc::new(Entry::new_for_test(s, T0 + secs * 1000))
+    }
+
+    fn now(ms: u64) -> Now {
+        Now {
+            ms,
+            instant: Instant::now(),
+        }
+    }
+
+    fn request(name: &str, id: u16) -> Vec<u8> {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii(name).expect("name"),
+            RecordType::A,
+        ));
+        m.to_bytes().expect("encode")
+    }
+
+    /// A response with `n` A answers for `name`, each from its own entry,
+    /// encoded with the question's name compressed or spelled out.
+    fn response(name: &str, entries: &[Arc<Entry>]) -> (Vec<u8>, Vec<Rec>) {
+        let owner = Name::from_ascii(name).expect("name");
+        let mut m = Message::new(9, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(owner.clone(), RecordType::A));
+        let mut recs = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let ip = std::net::Ipv4Addr::new(10, 0, 0, u8::try_from(i).expect("small") + 1);
+            let r = Record::from_rdata(owner.clone(), TTL.ttl(e, T0), RData::A(A(ip)));
+            m.add_answer(r.clone());
+            recs.push(Rec {
+                record: r,
+                source: TtlSource::Entry(Arc::clone(e)),
+            });
+        }
+        (m.to_bytes().expect("encode"), recs)
+    }
+
+    fn keyed<'a>(req: &'a [u8], buf: &'a mut [u8; MAX_KEY]) -> Keyed<'a> {
+        key(req, buf).expect("keyed")
+    }
+
+    #[test]
+    fn the_key_ignores_id_and_case_only() {
+        let (a, b, c) = (
+            request("web.prod.d.", 1),
+            request("WEB.Prod.D.", 2),
+            request("web.prod.e.", 1),
+        );
+        let (mut x, mut y, mut z) = ([0; MAX_KEY], [0; MAX_KEY], [0; MAX_KEY]);
+        assert_eq!(keyed(&a, &mut x).key, keyed(&b, &mut y).key);
+        assert_ne!(keyed(&a, &mut x).key, keyed(&c, &mut z).key);
+        assert!(key(&[0; 12], &mut x).is_none(), "no question");
+    }
+
+    #[test]
+    fn a_copy_has_the_askers_id_case_and_current_ttls() {
+        let es = [entry("a", 30), entry("b", 3600)];
+        let (bytes, recs) = response("web.prod.d.", &es);
+        let variant = Variant::build(bytes, recs.iter(), false, None).expect("cacheable");
+        let req = request("WeB.PROD.d.", 0xBEEF);
+        let mut buf = [0; MAX_KEY];
+        let k = keyed(&req, &mut buf);
+        let out = variant
+            .copy(k.request, k.qname_end, TTL, now(T0 + 10_500), false)
+            .expect("live");
+        let msg = Message::from_vec(&out).expect("decodes");
+        assert_eq!(msg.metadata.id, 0xBEEF);
+        assert_eq!(msg.queries[0].name().to_ascii(), "WeB.PROD.d.");
+        let ttls: Vec<u32> = msg.answers.iter().map(|r| r.ttl).collect();
+        assert_eq!(ttls, [20, 3590], "19.5 s and 3589.5 s left round up");
+        assert!(
+            msg.answers
+                .iter()
+                .all(|r| r.name.to_ascii() == "WeB.PROD.d."),
+            "{:?}",
+            msg.answers
+        );
+        assert!(
+            variant
+                .copy(k.request, k.qname_end, TTL, now(T0 + 30_000), false)
+                .is_none(),
+            "never served once an entry it holds has expired"
+        );
+    }
+
+    #[test]
+    fn shuffled_copies_keep_every_record_and_vary_the_order() {
+        let es: Vec<_> = (0..10).map(|i| entry(&format!("e{i}"), 30 + i)).collect();
+        let (bytes, recs) = response("web.prod.d.", &es);
+        let variant = Variant::build(bytes, recs.iter(), true, None).expect("cacheable");
+        assert!(
+            !variant.needs_orders(),
+            "address answers shuffle in the copy"
+        );
+        let req = request("web.prod.d.", 1);
+        let mut buf = [0; MAX_KEY];
+        let k = keyed(&req, &mut buf);
+        let mut orders = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let out = variant
+                .copy(k.request, k.qname_end, TTL, now(T0), true)
+                .expect("live");
+            let msg = Message::from_vec(&out).expect("decodes");
+            let got: Vec<(String, u32)> = msg
+                .answers
+                .iter()
+                .map(|r| (r.data.to_string(), r.ttl))
+                .collect();
+            let mut sorted = got.clone();
+            sorted.sort();
+            let mut want: Vec<(String, u32)> = recs
+                .iter()
+                .map(|r| (r.record.data.to_string(), r.record.ttl))
+                .collect();
+            want.sort();
+            assert_eq!(sorted, want, "each address keeps its own TTL");
+            orders.insert(got);
+        }
+        assert!(orders.len() > 1, "20 copies, one order");
+    }
+
+    #[test]
+    fn mismatched_or_truncated_responses_are_not_kept() {
+        let es = [entry("a", 30)];
+        let (mut bytes, recs) = response("web.prod.d.", &es);
+        assert!(Variant::build(bytes.clone(), std::iter::empty(), false, None).is_none());
+        if let Some(flags) = bytes.get_mut(2) {
+            *flags |= 0x02;
+        }
+        assert!(Variant::build(bytes, recs.iter(), false, None).is_none());
+    }
+
+    #[test]
+    fn the_cache_drops_entries_of_an_old_serial() {
+        let cache = WireCache::default();
+        let es = [entry("a", 30)];
+        let (bytes, recs) = response("web.prod.d.", &es);
+        let req = request("web.prod.d.", 3);
+        let mut buf = [0; MAX_KEY];
+        let k = keyed(&req, &mut buf);
+        let v = Variant::build(bytes, recs.iter(), false, None).expect("cacheable");
+        cache.insert(k.key, 7, v, false, Vec::new());
+        assert!(cache.get(&k, 7, TTL, now(T0), false, || true).is_some());
+        assert!(cache.get(&k, 8, TTL, now(T0), false, || true).is_none());
+        assert!(
+            cache.get(&k, 7, TTL, now(T0), false, || true).is_none(),
+            "gone"
+        );
+    }
+}
