@@ -6,6 +6,9 @@
 #   scripts/fuzz.sh                         every target, 60 s each
 #   scripts/fuzz.sh -t 300 dns_request      one target for 5 minutes
 #   FUZZ_SECONDS=120 scripts/fuzz.sh        every target, 120 s each
+#   FUZZ_ARGS="-fork=1 -ignore_crashes=1" scripts/fuzz.sh store_recovery
+#                                           go on after a crash (one child at a
+#                                           time), counting every crash
 #
 # Needs the nightly toolchain and cargo-fuzz:
 #   rustup toolchain install nightly && cargo install cargo-fuzz --locked
@@ -79,7 +82,7 @@ for t in "${targets[@]}"; do
     timeout --kill-after=10 $((seconds + 60)) \
         cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
-        -rss_limit_mb=2048 >"$log" 2>&1 &
+        -rss_limit_mb=2048 ${FUZZ_ARGS:-} >"$log" 2>&1 &
     child=$!
     wait "$child" || true
     child=""
@@ -87,6 +90,12 @@ for t in "${targets[@]}"; do
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1 || true)
     rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1 || true)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)
+    if [[ -z "$execs" ]]; then
+        # -fork mode: progress lines "#N: cov: .. exec/s: R .. crash: C".
+        execs=$(grep -oE '^#[0-9]+: cov' "$log" | tail -1 | tr -dc '0-9' || true)
+        rate=$(grep -oE 'exec/s: [0-9]+' "$log" | tail -1 | tr -dc '0-9' || true)
+        rss=$(grep -oE 'rss: [0-9]+' "$log" | tail -1 | tr -dc '0-9' || true)
+    fi
     corpus=$(find "corpus/$t" -type f | wc -l)
     new=$(comm -13 <(echo "$before") <(find "artifacts/$t" -type f | sort) | sed '/^$/d')
     findings=$(echo -n "$new" | grep -c . || true)

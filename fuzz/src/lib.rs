@@ -1,15 +1,8 @@
 //! Fixtures shared by the fuzz targets: a runtime, a registry holding a few
-//! services on a `MemoryStore`, the DNS handler the server builds over it,
-//! and a response handler that captures the bytes the server would send.
+//! services on a `MemoryStore`, and the DNS handler the server builds over it.
 
 use std::{net::IpAddr, sync::Arc};
 
-use hickory_proto::{rr::Record, serialize::binary::BinEncoder};
-use hickory_server::{
-    net::{NetError, xfer::Protocol},
-    server::{ResponseHandler, ResponseInfo},
-    zone_handler::MessageResponse,
-};
 use skydns::{
     DnsHandler, Registry,
     dns::{DnsOptions, Zone, answer::TtlPolicy},
@@ -123,56 +116,4 @@ pub fn dns_handler(registry: Registry) -> DnsHandler {
         allow_recursion: vec!["127.0.0.0/8".parse().expect("net")],
     };
     DnsHandler::new(registry, options, Arc::new(Metrics::new()), None)
-}
-
-/// Captures the bytes a response would be sent as, encoded as
-/// hickory-server's own `ResponseHandle` encodes them for `protocol`.
-#[derive(Clone)]
-pub struct Capture {
-    /// Protocol the response is encoded for (UDP truncates).
-    pub protocol: Protocol,
-    /// The encoded response, once sent.
-    pub sent: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
-}
-
-impl Capture {
-    /// A capture for `protocol`.
-    pub fn new(protocol: Protocol) -> Self {
-        Self {
-            protocol,
-            sent: Arc::default(),
-        }
-    }
-
-    /// The bytes sent, if any.
-    pub fn take(&self) -> Option<Vec<u8>> {
-        self.sent.lock().expect("capture lock").take()
-    }
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        // What hickory-server's `MessageResponse::encode` (crate-private) does.
-        let max_size = match self.protocol {
-            Protocol::Udp => response.edns().map_or(512, |e| e.max_payload()),
-            _ => u16::MAX,
-        };
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max_size);
-        let info = response.destructive_emit(&mut encoder)?;
-        *self.sent.lock().expect("capture lock") = Some(bytes);
-        Ok(info)
-    }
 }

@@ -41,21 +41,21 @@ fn record(uuid: &str, n: u8) -> StoredService {
 /// (offset taken modulo the file's length, as the target does).
 async fn damaged_store(dir: &Path) {
     {
-        let store = RedbStore::open(dir).unwrap();
+        let store = RedbStore::open(dir).expect("open");
         let records: Vec<StoredService> = (1..=5).map(|n| record(&format!("svc-{n}"), n)).collect();
-        store.put(records).await.unwrap();
-        store.remove("svc-5").await.unwrap();
-        store.put(vec![record("svc-5", 5)]).await.unwrap();
+        store.put(records).await.expect("put");
+        store.remove("svc-5").await.expect("remove");
+        store.put(vec![record("svc-5", 5)]).await.expect("put");
         store
             .touch(vec![("svc-1".into(), u64::MAX / 3)])
             .await
-            .unwrap();
+            .expect("touch");
     }
     let path = dir.join(FILE_NAME);
-    let mut file = std::fs::read(&path).unwrap();
+    let mut file = std::fs::read(&path).expect("read");
     let at = 3_422_552_064usize % file.len();
     file[at] ^= 201;
-    std::fs::write(&path, file).unwrap();
+    std::fs::write(&path, file).expect("write");
 }
 
 /// store_recovery finding: redb 4.6 panics (`unreachable!` in
@@ -63,7 +63,7 @@ async fn damaged_store(dir: &Path) {
 /// on this damaged file. Opening must return an error or a store, never panic.
 #[tokio::test]
 async fn damaged_store_file_does_not_panic_on_open() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
     damaged_store(dir.path()).await;
     let path = dir.path().to_path_buf();
     let opened = tokio::task::spawn_blocking(move || RedbStore::open(&path).map(|_| ())).await;
@@ -78,9 +78,9 @@ async fn damaged_store_file_does_not_panic_on_open() {
 /// never a crash, never a silent empty registry.
 #[tokio::test]
 async fn skydns_starts_or_fails_cleanly_on_a_damaged_store() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
     damaged_store(dir.path()).await;
-    let data = dir.path().to_str().unwrap();
+    let data = dir.path().to_str().expect("utf8 path");
     match SkyDns::try_start_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data]).await {
         Ok(skydns) => {
             let log = skydns.log().to_ascii_lowercase();
