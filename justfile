@@ -44,5 +44,5 @@ clippy:
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Run every fuzz target for SECONDS each (nightly + cargo-fuzz; not CI); prints executions, exec/s, findings.
-fuzz SECONDS="60" *TARGETS="":
+fuzz SECONDS="60" *TARGETS:
     scripts/fuzz.sh -t {{SECONDS}} {{TARGETS}}

@@ -36,10 +36,16 @@ fn record(uuid: &str, n: u8) -> StoredService {
     }
 }
 
+/// Damage as the `store_recovery` target applies it (offsets modulo the
+/// file's length at the time).
+enum Damage {
+    Flip { at: usize, mask: u8 },
+    Write { at: usize, bytes: &'static [u8] },
+}
+
 /// Writes the `store_recovery` target's template store into `dir`, then
-/// applies the minimized crashing input `[Flip { at: 3422552064, mask: 201 }]`
-/// (offset taken modulo the file's length, as the target does).
-async fn damaged_store(dir: &Path) {
+/// applies a minimized crashing input to it.
+async fn damaged_store(dir: &Path, damage: &[Damage]) {
     {
         let store = RedbStore::open(dir).expect("open");
         let records: Vec<StoredService> = (1..=5).map(|n| record(&format!("svc-{n}"), n)).collect();
@@ -53,10 +59,41 @@ async fn damaged_store(dir: &Path) {
     }
     let path = dir.join(FILE_NAME);
     let mut file = std::fs::read(&path).expect("read");
-    let at = 3_422_552_064usize % file.len();
-    file[at] ^= 201;
+    for d in damage {
+        match d {
+            Damage::Flip { at, mask } => {
+                let at = at % file.len();
+                file[at] ^= mask;
+            }
+            Damage::Write { at, bytes } => {
+                let at = at % file.len();
+                for (i, b) in bytes.iter().enumerate() {
+                    if let Some(slot) = file.get_mut(at + i) {
+                        *slot = *b;
+                    }
+                }
+            }
+        }
+    }
     std::fs::write(&path, file).expect("write");
 }
+
+/// Minimized input: redb panics in `Database::create`.
+const PANICS_ON_OPEN: &[Damage] = &[Damage::Flip {
+    at: 3_422_552_064,
+    mask: 201,
+}];
+
+/// Minimized input (crash-71559295…): `Database::create` succeeds, and redb
+/// panics in the next commit — in a debug build the first write transaction
+/// (`try_shrink` → `debug_check_consistency`, `buddy_allocator.rs:308`), in
+/// the fuzz build the commit `Drop for Database` makes when closing
+/// (`buddy_allocator.rs:277`), where a second panic during the unwinding
+/// aborted the process.
+const PANICS_ON_CLOSE: &[Damage] = &[Damage::Write {
+    at: 571_998_373,
+    bytes: &[255, 0],
+}];
 
 /// store_recovery finding: redb 4.6 panics (`unreachable!` in
 /// `btree.rs`, reached from `Database::create` checking the allocator state)
@@ -64,7 +101,7 @@ async fn damaged_store(dir: &Path) {
 #[tokio::test]
 async fn damaged_store_file_does_not_panic_on_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    damaged_store(dir.path()).await;
+    damaged_store(dir.path(), PANICS_ON_OPEN).await;
     let path = dir.path().to_path_buf();
     let opened = tokio::task::spawn_blocking(move || RedbStore::open(&path).map(|_| ())).await;
     assert!(
@@ -79,7 +116,7 @@ async fn damaged_store_file_does_not_panic_on_open() {
 #[tokio::test]
 async fn skydns_starts_or_fails_cleanly_on_a_damaged_store() {
     let dir = tempfile::tempdir().expect("tempdir");
-    damaged_store(dir.path()).await;
+    damaged_store(dir.path(), PANICS_ON_OPEN).await;
     let data = dir.path().to_str().expect("utf8 path");
     match SkyDns::try_start_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data]).await {
         Ok(skydns) => {
@@ -87,6 +124,29 @@ async fn skydns_starts_or_fails_cleanly_on_a_damaged_store() {
             assert!(
                 log.contains("damaged"),
                 "skydns started on a damaged store without saying so:\n{log}"
+            );
+        }
+        Err(out) => assert!(
+            out.lines().any(|l| l.starts_with("skydns: ")),
+            "skydns did not fail with a clear error:\n{out}"
+        ),
+    }
+}
+
+/// store_recovery finding: on a file that opens but panics redb on its next
+/// commit, skydns either refuses it with a clear error, or serves and then
+/// stops with a clean exit on SIGTERM — never a panic or an abort.
+#[tokio::test]
+async fn skydns_survives_a_store_that_panics_redb_on_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    damaged_store(dir.path(), PANICS_ON_CLOSE).await;
+    let data = dir.path().to_str().expect("utf8 path");
+    match SkyDns::try_start_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data]).await {
+        Ok(skydns) => {
+            let log = skydns.log();
+            assert!(
+                skydns.stop().await,
+                "skydns did not exit cleanly on SIGTERM with this store:\n{log}"
             );
         }
         Err(out) => assert!(
