@@ -155,3 +155,25 @@ async fn skydns_survives_a_store_that_panics_redb_on_commit() {
         ),
     }
 }
+
+/// dns_request finding: a question whose name is a compression pointer into
+/// the header (`c0 02`: offset 2, the flags byte, which reads as the root
+/// name in the request) was echoed verbatim, as hickory-server echoes the
+/// question section; in the response that byte holds QR (0x80), so the
+/// answer does not parse. The first name of a message has nothing before it
+/// but the header, so such a pointer is never valid: the reply, if any, must
+/// be a well-formed DNS message with the request's ID.
+#[tokio::test]
+async fn question_compressed_into_the_header_gets_a_parseable_reply() {
+    let skydns = SkyDns::start(&[]).await;
+    let request = [
+        0x12, 0x34, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, // header, QD=1
+        0xc0, 0x02, 0x00, 0x01, 0x00, 0x01, // name: pointer to offset 2; A; IN
+    ];
+    if let Some(reply) = skydns_tests::udp_raw(skydns.dns, &request).await {
+        let parsed = hickory_proto::op::Message::from_vec(&reply)
+            .unwrap_or_else(|e| panic!("reply does not parse ({e}): {reply:02x?}"));
+        assert_eq!(parsed.metadata.id, 0x1234, "reply ID");
+    }
+}
