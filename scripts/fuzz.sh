@@ -52,11 +52,16 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 
 child=""
+# Each fuzz run is its own process group (setsid), so stopping it reaches
+# cargo-fuzz and the fuzzer it started.
+# shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
     if [[ -n "$child" ]] && kill -0 "$child" 2>/dev/null; then
-        kill -TERM "$child" 2>/dev/null || true
+        kill -TERM -- "-$child" 2>/dev/null || true
         wait "$child" 2>/dev/null || true
     fi
+    # store_recovery's scratch directories (left behind when a run aborts).
+    rm -rf /dev/shm/skydns-fuzz-* "${TMPDIR:-/tmp}"/skydns-fuzz-*
 }
 trap cleanup EXIT INT TERM
 
@@ -70,6 +75,7 @@ if ! timeout 3600 cargo +nightly fuzz build "${build_args[@]}" >target/fuzz-buil
     exit 2
 fi
 
+read -r -a extra <<<"${FUZZ_ARGS:-}"
 status=0
 summary=()
 for t in "${targets[@]}"; do
@@ -79,13 +85,14 @@ for t in "${targets[@]}"; do
     echo "== $t: ${seconds}s"
     # -max_total_time stops libFuzzer; timeout is the backstop (startup,
     # a final slow input).
-    timeout --kill-after=10 $((seconds + 60)) \
+    setsid timeout --kill-after=10 $((seconds + 60)) \
         cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
-        -rss_limit_mb=2048 ${FUZZ_ARGS:-} >"$log" 2>&1 &
+        -rss_limit_mb=2048 "${extra[@]}" >"$log" 2>&1 &
     child=$!
     wait "$child" || true
     child=""
+    rm -rf /dev/shm/skydns-fuzz-* "${TMPDIR:-/tmp}"/skydns-fuzz-*
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1 || true)
     rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1 || true)
