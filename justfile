@@ -54,3 +54,7 @@ overload:
 # 10 minutes of mixed traffic (SOAK_SECONDS to change), RSS every 10 s; writes docs/reliability.md and docs/soak.png.
 soak:
     scripts/soak.sh
+
+# Run every fuzz target for SECONDS each (nightly + cargo-fuzz; not CI); prints executions, exec/s, findings.
+fuzz SECONDS="60" *TARGETS:
+    scripts/fuzz.sh -t {{SECONDS}} {{TARGETS}}

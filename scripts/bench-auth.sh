@@ -15,9 +15,9 @@
 #                                              # the data in docs/performance.md
 #
 # Servers, each on its own free 127.0.0.1 port:
-#   skydns        release binary as shipped (memory store; tokio: one worker per core)
-#   skydns-1w     the same with TOKIO_WORKER_THREADS=1 (skydns has no flag for
-#                 its worker count; tokio reads this variable)
+#   skydns        release binary as shipped (memory store; one UDP thread)
+#   skydns-2w     the same with `-dns-workers 2` (SKYDNS_DNS_WORKERS=2): two
+#                 threads answering on the UDP socket
 #   skydns-100k   as shipped, with `-data` (redb) and 100,000 more services
 #                 over 10,000 names besides the same 10
 #   knot-1        knotd, `udp-workers: 1` (issue 6 calls it the best setting here)
@@ -290,7 +290,7 @@ PY
 }
 
 SKYDNS_UNSET=(-u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER
-    -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS)
+    -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS -u SKYDNS_DNS_WORKERS)
 
 # start_skydns NAME [VAR=value ...] -- ARGS...: starts skydns on free ports
 # and sets SK_PID, SK_DNS (port), SK_HTTP (addr), SK_API (http://addr).
@@ -498,9 +498,9 @@ declare -A PID_OF PORT_OF RSS_IDLE RSS_10
 start_skydns skydns -- -domain "$DOMAIN" -nameserver 127.0.0.1:9
 PID_OF[skydns]=$SK_PID PORT_OF[skydns]=$SK_DNS
 API_MAIN=$SK_API
-start_skydns skydns-1w TOKIO_WORKER_THREADS=1 -- -domain "$DOMAIN" -nameserver 127.0.0.1:9
-PID_OF[skydns-1w]=$SK_PID PORT_OF[skydns-1w]=$SK_DNS
-API_1W=$SK_API
+start_skydns skydns-2w SKYDNS_DNS_WORKERS=2 -- -domain "$DOMAIN" -nameserver 127.0.0.1:9
+PID_OF[skydns-2w]=$SK_PID PORT_OF[skydns-2w]=$SK_DNS
+API_2W=$SK_API
 DATA_DIR="$WORK/data-many"
 start_skydns skydns-100k -- -domain "$DOMAIN" -nameserver 127.0.0.1:9 -data "$DATA_DIR"
 PID_OF[skydns-100k]=$SK_PID PORT_OF[skydns-100k]=$SK_DNS
@@ -511,13 +511,13 @@ start_knot knot-default ""
 PID_OF[knot-default]=$KN_PID PORT_OF[knot-default]=$KN_PORT
 
 sleep 1
-for v in skydns skydns-1w skydns-100k knot-1 knot-default; do
+for v in skydns skydns-2w skydns-100k knot-1 knot-default; do
     RSS_IDLE[$v]=$(status_kib "${PID_OF[$v]}" VmRSS)
 done
 
 log "register 10 services as web.prod.$DOMAIN on each skydns (curl)"
 register_web "$API_MAIN"
-register_web "$API_1W"
+register_web "$API_2W"
 register_web "$API_MANY"
 sleep 0.5
 
@@ -559,7 +559,7 @@ REG_SECS=$(awk -v s="$REG_START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e
 COUNT=$(curl -sS "$API_MANY/metrics" | awk '/^skydns_registry_services / { print $2 }')
 log "registered in ${REG_SECS}s; skydns_registry_services=$COUNT"
 
-for v in skydns skydns-1w skydns-100k knot-1 knot-default; do
+for v in skydns skydns-2w skydns-100k knot-1 knot-default; do
     check_server "$v" "${PORT_OF[$v]}"
     RSS_10[$v]=$(status_kib "${PID_OF[$v]}" VmRSS)
 done
@@ -599,7 +599,7 @@ run_one() {
     log "  -> $qps QPS, $lat ms, lost $lost, $codes"
 }
 
-VARIANTS=(skydns skydns-1w skydns-100k knot-1 knot-default)
+VARIANTS=(skydns skydns-2w skydns-100k knot-1 knot-default)
 for round in $(seq 1 "$ROUNDS"); do
     order=("${VARIANTS[@]}")
     if ((round % 2 == 0)); then
@@ -683,8 +683,8 @@ many = int(meta["many"])
 count = int(float(meta["count"] or 0)) or many + 10
 many_label = f"{count:,}"
 labels = {
-    "skydns": "skydns, as shipped (tokio: 1 worker per core = 2)",
-    "skydns-1w": "skydns, `TOKIO_WORKER_THREADS=1`",
+    "skydns": "skydns, as shipped (one UDP thread)",
+    "skydns-2w": "skydns, `-dns-workers 2` (two UDP threads)",
     "skydns-100k": f"skydns, as shipped, `-data`, {many_label} services",
     "knot-1": "Knot, `udp-workers: 1`",
     "knot-default": "Knot, default `udp-workers` (1 per core = 2)",
@@ -694,7 +694,7 @@ qlabel = {
     "srv": "SRV `web.prod.skydns.local`, EDNS0 (`-e`): 10 SRV + 10 glue A",
     "nx": "A `nothere.prod.skydns.local` (NXDOMAIN)",
 }
-variants = ["skydns", "skydns-1w", "skydns-100k", "knot-1", "knot-default"]
+variants = ["skydns", "skydns-2w", "skydns-100k", "knot-1", "knot-default"]
 med = {}
 for q in ("a", "srv", "nx"):
     for v in variants:
@@ -734,7 +734,7 @@ w("| query | skydns best | Knot best | skydns QPS | Knot QPS | QPS ratio | skydn
 w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 summary = {}
 for q in ("a", "srv", "nx"):
-    a, b = best(q, ["skydns", "skydns-1w"]), best(q, ["knot-1", "knot-default"])
+    a, b = best(q, ["skydns", "skydns-2w"]), best(q, ["knot-1", "knot-default"])
     ma, mb = med[q, a], med[q, b]
     qr, lr = ma["qps"] / mb["qps"], ma["lat"] / mb["lat"] if mb["lat"] else float("nan")
     summary[q] = dict(skydns=round(ma["qps"]), knot=round(mb["qps"]), skydns_variant=a, knot_variant=b,

@@ -7,6 +7,16 @@
 #   scripts/bench-dns.sh                      # 10 s per run, 100,000 services
 #   BENCH_SERVICES=20000 BENCH_SECONDS=5 scripts/bench-dns.sh
 #   BENCH_NO_WRITE=1 scripts/bench-dns.sh     # print only, leave the doc alone
+#   scripts/bench-dns.sh --callgrind          # instructions per query (valgrind)
+#   BENCH_BIN=/path/to/skydns scripts/bench-dns.sh --callgrind   # of another build
+#
+# --callgrind runs the release binary under `valgrind --tool=callgrind`, 10
+# services registered, zeroes the counters, sends BENCH_QUERIES (default
+# 2000) queries of each kind with dnsperf (-c 1 -q 5: valgrind is slow) and
+# prints the instructions executed per answered query, all threads counted.
+# The kinds: A (10 answers), SRV with glue, NXDOMAIN, and an outside name
+# answered from the forwarding cache (upstream: a second skydns on loopback).
+# Instruction counts do not depend on what else runs on the machine.
 #
 # Loopback only: skydns listens on free 127.0.0.1 ports (memory store, its
 # upstream on loopback too); dnsperf and the registration client talk to it
@@ -29,6 +39,80 @@ DOC="$ROOT/docs/performance.md"
 RAW="${CARGO_TARGET_DIR:-$ROOT/target}/bench-dns.raw.log"
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+# --- callgrind mode --------------------------------------------------------
+callgrind_mode() {
+    local bin="${BENCH_BIN:-$BIN}" queries="${BENCH_QUERIES:-2000}"
+    [[ -n "${BENCH_BIN:-}" ]] || cargo build --release -p skydns --locked
+    for tool in valgrind callgrind_control dnsperf curl; do
+        command -v "$tool" >/dev/null 2>&1 || { echo "$tool missing (apt-get install valgrind dnsperf curl)" >&2; exit 1; }
+    done
+    local line dns http port api stub_line stub_port
+    CG_WORK=$(mktemp -d) CG_PID="" CG_STUB=""
+    local work=$CG_WORK
+    trap 'kill "$CG_PID" "$CG_STUB" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$CG_WORK"' EXIT
+    # The upstream for the forwarding row: another skydns on loopback,
+    # authoritative for example.org with 10 services (not under valgrind).
+    NO_COLOR=1 timeout 900 "$bin" -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain example.org -no-forward \
+        -log-level warn,skydns::server=info >"$work/stub.log" 2>&1 &
+    CG_STUB=$!
+    for _ in $(seq 1 100); do
+        stub_line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$work/stub.log" | head -n1 || true)
+        [[ -n "$stub_line" ]] && break
+        sleep 0.1
+    done
+    [[ -n "$stub_line" ]] || { cat "$work/stub.log" >&2; exit 1; }
+    stub_port=${stub_line#listening dns=}; stub_port=${stub_port%% *}; stub_port=${stub_port##*:}
+    for i in $(seq 1 10); do
+        curl -sS --fail-with-body -o /dev/null -X PUT "http://${stub_line##* http=}/skydns/services/web-$i" \
+            -H 'Content-Type: application/json' \
+            -d "{\"Name\":\"web\",\"Version\":\"1.0.0\",\"Environment\":\"prod\",\"Region\":\"east\",\"Host\":\"10.0.1.$i\",\"Port\":8080,\"TTL\":86400}"
+    done
+    NO_COLOR=1 timeout 900 valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+        "$bin" -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain "$DOMAIN" -nameserver "127.0.0.1:$stub_port" \
+        -log-level warn,skydns::server=info >"$work/skydns.log" 2>&1 &
+    CG_PID=$!
+    local pid=""
+    for _ in $(seq 1 600); do
+        line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$work/skydns.log" | head -n1 || true)
+        [[ -n "$line" ]] && break
+        kill -0 "$CG_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ -n "$line" ]] || { cat "$work/skydns.log" >&2; exit 1; }
+    # the valgrind process itself (timeout's child) is the one to control
+    pid=$(pgrep -P "$CG_PID" | head -n1)
+    dns=${line#listening dns=}; dns=${dns%% *}; port=${dns##*:}
+    http=${line##* http=}; api="http://$http"
+    for i in $(seq 1 10); do
+        curl -sS --fail-with-body -o /dev/null -X PUT "$api/skydns/services/web-$i" \
+            -H 'Content-Type: application/json' \
+            -d "{\"Name\":\"web\",\"Version\":\"1.0.0\",\"Environment\":\"prod\",\"Region\":\"east\",\"Host\":\"10.0.0.$i\",\"Port\":8080,\"TTL\":86400}"
+    done
+    printf 'web.prod.%s A\n' "$DOMAIN" >"$work/a.txt"
+    printf 'web.prod.%s SRV\n' "$DOMAIN" >"$work/srv.txt"
+    printf 'nothere.prod.%s A\n' "$DOMAIN" >"$work/nx.txt"
+    printf 'web.prod.example.org A\n' >"$work/fwd.txt"
+    local kind file extra out done_q ir
+    printf '%-10s %10s %14s\n' query answered instr/query
+    for kind in A:a.txt: SRV+glue:srv.txt:-e NXDOMAIN:nx.txt: forwarded:fwd.txt:; do
+        IFS=: read -r kind file extra <<<"$kind"
+        # warm the path (and the wire cache), then count only the load
+        timeout 120 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$file" -n 20 -c 1 -q 5 $extra >/dev/null 2>&1 || true
+        callgrind_control -z "$pid" >/dev/null 2>&1
+        out=$(timeout 600 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$file" -n "$queries" -c 1 -q 5 -t 30 $extra 2>&1)
+        done_q=$(awk '/Queries completed/ { print $3 }' <<<"$out")
+        rm -f "$work"/cg.*
+        callgrind_control -d "$pid" >/dev/null 2>&1
+        sleep 1
+        ir=$(cat "$work"/cg.* 2>/dev/null | awk '/^totals:/ { s += $2 } END { print s + 0 }')
+        printf '%-10s %10s %14.0f\n' "$kind" "$done_q" "$(awk -v i="$ir" -v q="$done_q" 'BEGIN { print (q > 0 ? i / q : 0) }')"
+    done
+}
+if [[ "${1:-}" == "--callgrind" ]]; then
+    callgrind_mode
+    exit 0
+fi
 
 # --- prerequisites ---------------------------------------------------------
 log "build: cargo build --release -p skydns --locked"

@@ -15,9 +15,9 @@
 # web.prod.example.org (so `web.prod.example.org A` has 10 answers) and
 # NXDOMAIN for every other name under example.org. Servers measured, each on
 # its own free 127.0.0.1 port, all forwarding to that stub:
-#   skydns     release binary as shipped (tokio: one worker per core)
-#   skydns-1w  the same with TOKIO_WORKER_THREADS=1 (skydns has no flag for
-#              its worker count; tokio reads this variable)
+#   skydns     release binary as shipped (one UDP thread)
+#   skydns-2w  the same with `-dns-workers 2` (SKYDNS_DNS_WORKERS=2): two
+#              threads answering on the UDP socket
 #   unbound-1  unbound, `num-threads: 1` (issue 6 calls it the best setting here)
 #   unbound-2  unbound, `num-threads: 2`
 # Two loads, dnsperf -l 10 -c 10 -T 2 each:
@@ -167,7 +167,7 @@ start_skydns() {
     done
     shift
     env -u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER \
-        -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS \
+        -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS -u SKYDNS_DNS_WORKERS \
         NO_COLOR=1 "${envs[@]}" "$BIN" -dns 127.0.0.1:0 -http 127.0.0.1:0 "$@" \
         -log-level warn,skydns::server=info >"$WORK/$name.log" 2>&1 &
     SK_PID=$!
@@ -274,12 +274,12 @@ check_server stub "$STUB_PORT"
 printf '# then 10 x: curl -X PUT http://STUB_API/skydns/services/web-$i -d '"'"'{"Name":"web","Version":"1.0.0","Environment":"prod","Region":"east","Host":"10.0.0.$i","Port":8080,"TTL":86400}'"'"'\n' >>"$COMMANDS"
 
 # --- the servers under test ------------------------------------------------
-VARIANTS=(skydns skydns-1w unbound-1 unbound-2)
+VARIANTS=(skydns skydns-2w unbound-1 unbound-2)
 declare -A PID_OF PORT_OF RSS_IDLE
 start_skydns skydns -- -domain skydns.local -nameserver "127.0.0.1:$STUB_PORT"
 PID_OF[skydns]=$SK_PID PORT_OF[skydns]=$SK_DNS
-start_skydns skydns-1w TOKIO_WORKER_THREADS=1 -- -domain skydns.local -nameserver "127.0.0.1:$STUB_PORT"
-PID_OF[skydns-1w]=$SK_PID PORT_OF[skydns-1w]=$SK_DNS
+start_skydns skydns-2w SKYDNS_DNS_WORKERS=2 -- -domain skydns.local -nameserver "127.0.0.1:$STUB_PORT"
+PID_OF[skydns-2w]=$SK_PID PORT_OF[skydns-2w]=$SK_DNS
 start_unbound unbound-1 1 "$STUB_PORT"
 PID_OF[unbound-1]=$UB_PID PORT_OF[unbound-1]=$UB_PORT
 start_unbound unbound-2 2 "$STUB_PORT"
@@ -384,8 +384,8 @@ for line in open(results):
                      lost=int(f[5]), done=int(f[6]), ticks=int(f[7]), size=f[8], load=float(f[9]), codes=f[10]))
 clk = int(meta["clk_tck"])
 labels = {
-    "skydns": "skydns, as shipped (tokio: 1 worker per core = 2)",
-    "skydns-1w": "skydns, `TOKIO_WORKER_THREADS=1`",
+    "skydns": "skydns, as shipped (one UDP thread)",
+    "skydns-2w": "skydns, `-dns-workers 2` (two UDP threads)",
     "unbound-1": "unbound, `num-threads: 1`",
     "unbound-2": "unbound, `num-threads: 2`",
 }
@@ -393,7 +393,7 @@ scen_label = {
     "cached": "cached: `web.prod.example.org A` (10 answers) repeated",
     "miss": "cache miss: unique `r<N>.<run>.miss.example.org A` → stub NXDOMAIN",
 }
-variants = ["skydns", "skydns-1w", "unbound-1", "unbound-2"]
+variants = ["skydns", "skydns-2w", "unbound-1", "unbound-2"]
 med = {}
 for s in ("cached", "miss"):
     for v in variants:

@@ -71,6 +71,13 @@ pub struct Cli {
     /// Write timeout (Go duration).
     #[arg(long, default_value = "2s")]
     pub wtimeout: String,
+    /// TCP DNS connections open at once; a new one beyond closes the oldest.
+    #[arg(long, env = "SKYDNS_MAX_TCP_CONNECTIONS", default_value_t = 1000)]
+    pub max_tcp_connections: usize,
+    /// Threads answering DNS over UDP (each blocking on the socket). One is
+    /// best when the load generator shares the machine's cores.
+    #[arg(long, env = "SKYDNS_DNS_WORKERS", default_value_t = 1)]
+    pub dns_workers: usize,
     /// Answer A/AAAA records in a stable order instead of shuffling them.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub no_round_robin: bool,
@@ -165,6 +172,10 @@ pub struct Config {
     pub read_timeout: Duration,
     /// Write timeout.
     pub write_timeout: Duration,
+    /// TCP DNS connections open at once.
+    pub max_tcp_connections: usize,
+    /// Threads answering DNS over UDP.
+    pub dns_workers: usize,
     /// Shuffle A/AAAA answers.
     pub round_robin: bool,
     /// API TLS files.
@@ -193,6 +204,8 @@ impl Config {
             allow_recursion: default_allow_recursion(),
             read_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(2),
+            max_tcp_connections: 1000,
+            dns_workers: 1,
             round_robin: true,
             tls: None,
             no_expire_ttl: 3600,
@@ -254,6 +267,8 @@ impl TryFrom<Cli> for Config {
             },
             read_timeout: parse_duration("rtimeout", &cli.rtimeout)?,
             write_timeout: parse_duration("wtimeout", &cli.wtimeout)?,
+            max_tcp_connections: cli.max_tcp_connections.max(1),
+            dns_workers: cli.dns_workers.clamp(1, 64),
             round_robin: !cli.no_round_robin,
             tls,
             no_expire_ttl: cli.no_expire_ttl,

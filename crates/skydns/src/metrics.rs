@@ -4,6 +4,8 @@
 //! the DNS handler, the registry and the API; nothing is global.
 
 use crate::dns::forward::ForwardMetrics;
+use dashmap::DashMap;
+use hickory_proto::{op::ResponseCode, rr::RecordType};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -48,6 +50,9 @@ pub struct Metrics {
     pub api_requests: Family<ApiLabels, Counter>,
     /// Forwarding: upstream attempts, cache, latency.
     pub forward: ForwardMetrics,
+    /// `dns_queries` counters by numeric type and rcode, so counting a query
+    /// formats no label strings once its pair has been seen.
+    dns_counters: DashMap<(u16, u16), Counter>,
 }
 
 impl Default for Metrics {
@@ -125,7 +130,26 @@ impl Metrics {
             callback_failures,
             api_requests,
             forward,
+            dns_counters: DashMap::new(),
         }
+    }
+
+    /// The `dns_queries` counter of `qtype` (`Unknown(0)`: no question) and `rcode`.
+    pub fn dns_counter(&self, qtype: RecordType, rcode: ResponseCode) -> Counter {
+        let key = (u16::from(qtype), u16::from(rcode));
+        if let Some(counter) = self.dns_counters.get(&key) {
+            return counter.clone();
+        }
+        let labels = QueryLabels {
+            qtype: match qtype {
+                RecordType::Unknown(0) => "none".to_string(),
+                other => other.to_string(),
+            },
+            rcode: rcode.to_string(),
+        };
+        let counter = self.dns_queries.get_or_create(&labels).clone();
+        self.dns_counters.insert(key, counter.clone());
+        counter
     }
 
     /// The Prometheus text exposition of every metric.

@@ -16,9 +16,10 @@ use crate::{
     Error, api,
     config::Config,
     dns::{
-        DnsHandler, DnsOptions, Zone,
+        self, DnsHandler, DnsOptions, Zone,
         answer::TtlPolicy,
         forward::{ForwardOptions, Forwarder},
+        tcp::TcpLimits,
     },
     metrics::Metrics,
     registry::{LoadReport, Registry, RegistryOptions, tasks},
@@ -27,8 +28,6 @@ use crate::{
 
 /// How many times to look for a port free for both UDP and TCP when port 0 is asked.
 const PORT_TRIES: usize = 32;
-/// Per-connection response buffer of the TCP DNS listener.
-const TCP_RESPONSE_BUFFER: usize = 32;
 
 /// A running skydns.
 #[derive(Debug)]
@@ -162,15 +161,22 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let token = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
-    let mut dns = hickory_server::Server::new(handler);
-    dns.register_socket(udp);
-    dns.register_listener(tcp, config.read_timeout, TCP_RESPONSE_BUFFER);
-    let dns_token = token.child_token();
+    let udp = udp.into_std()?;
+    dns::udp::spawn(
+        &mut tasks,
+        udp,
+        config.dns_workers,
+        handler.clone(),
+        token.child_token(),
+    )?;
+    let limits = TcpLimits {
+        max_connections: config.max_tcp_connections,
+        idle: config.read_timeout,
+    };
+    let t = token.child_token();
     tasks.spawn(async move {
-        dns_token.cancelled().await;
-        dns.shutdown_gracefully()
-            .await
-            .map_err(|e| Error::Dns(e.to_string()))
+        dns::tcp::serve(tcp, handler, limits, t).await;
+        Ok(())
     });
 
     let app = api::router(

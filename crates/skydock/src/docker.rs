@@ -97,7 +97,9 @@ pub async fn inspect_json(docker: &Docker, id: &str) -> Result<serde_json::Value
     serde_json::to_value(resp).map_err(|e| Error::Docker(format!("cannot encode {id}: {e}")))
 }
 
-fn to_info(resp: ContainerInspectResponse) -> ContainerInfo {
+/// Maps an inspected container to what the agent knows about it (pure; public
+/// for the fuzz target and tests).
+pub fn to_info(resp: ContainerInspectResponse) -> ContainerInfo {
     let state = resp.state.unwrap_or_default();
     let config = resp.config.unwrap_or_default();
     let net = resp.network_settings.unwrap_or_default();
@@ -177,7 +179,9 @@ const STOP_SIGNALS: &[&str] = &[
     "15", "9", "2", "3", "SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "TERM", "KILL", "INT", "QUIT",
 ];
 
-fn to_event(m: EventMessage) -> Option<ContainerEvent> {
+/// Maps an engine event to a container event, `None` for events that do not
+/// change registrations (pure; public for the fuzz target and tests).
+pub fn to_event(m: EventMessage) -> Option<ContainerEvent> {
     let action = m.action?;
     let actor = m.actor?;
     let id = actor.id?;

@@ -123,15 +123,27 @@ impl ContainerInfo {
 
     /// Ports to register: published host ports, else exposed, else 80,
     /// as (container port, registered port).
+    /// Port 0 is never registered (skydns rejects it).
     fn ports(&self) -> Vec<(u16, u16)> {
-        let mut published: Vec<(u16, u16)> = self.published.clone();
+        let mut published: Vec<(u16, u16)> = self
+            .published
+            .iter()
+            .copied()
+            .filter(|&(_, h)| h != 0)
+            .collect();
         published.sort_by_key(|&(c, h)| (h, c));
         published.dedup_by_key(|p| p.1);
         if !published.is_empty() {
             return published;
         }
-        if !self.exposed.is_empty() {
-            return self.exposed.iter().map(|&p| (p, p)).collect();
+        let exposed: Vec<(u16, u16)> = self
+            .exposed
+            .iter()
+            .filter(|&&p| p != 0)
+            .map(|&p| (p, p))
+            .collect();
+        if !exposed.is_empty() {
+            return exposed;
         }
         vec![(80, 80)]
     }
@@ -288,6 +300,22 @@ mod tests {
         let r = registrations(&c, &defaults()).expect("registered");
         assert_eq!(r[0].service.port, 49153);
         assert_eq!(r[1].service.name, "admin");
+    }
+
+    /// Fuzz finding (docker_mapping): a published host port or an exposed
+    /// port of 0 became a registration with Port 0, which skydns rejects.
+    #[test]
+    fn port_zero_is_never_registered() {
+        let mut c = redis();
+        c.published = vec![(6379, 0)];
+        c.exposed = [0, 6379].into();
+        let r = registrations(&c, &defaults()).expect("registered");
+        let ports: Vec<u16> = r.iter().map(|r| r.service.port).collect();
+        assert_eq!(ports, [6379]);
+        c.exposed = [0].into();
+        let r = registrations(&c, &defaults()).expect("registered");
+        let ports: Vec<u16> = r.iter().map(|r| r.service.port).collect();
+        assert_eq!(ports, [80]);
     }
 
     #[test]

@@ -1231,3 +1231,74 @@ async fn a_burst_of_garbage_neither_crashes_nor_stalls_the_server() {
         "127.0.0.10"
     );
 }
+
+/// Repeated questions are answered from the wire cache: each copy still
+/// echoes the asker's ID and letter case, shows TTLs extended by a
+/// heartbeat, and a registration or removal is seen by the very next query.
+#[tokio::test]
+async fn repeated_questions_see_case_heartbeats_and_changes() {
+    let sky = SkyDns::start(&[]).await;
+    sky.client
+        .add_service(
+            "r1",
+            &service("rails", "production", "east", "127.0.0.10", 80, 10),
+        )
+        .await
+        .expect("add");
+    for _ in 0..3 {
+        assert_eq!(
+            a_records(&sky.query(RAILS, RecordType::A).await),
+            ["127.0.0.10"]
+        );
+    }
+    for (id, asked) in [
+        (1, "RAILS.production.skydns.local."),
+        (2, "rails.PRODUCTION.skydns.local."),
+        (3, "RaIlS.pRoDuCtIoN.SkYdNs.LoCaL."),
+    ] {
+        let mut q = query_message(asked, RecordType::A, None);
+        q.metadata.id = id;
+        let msg = udp_exchange(sky.dns, &q).await.expect("answer");
+        assert_eq!(msg.metadata.id, id, "ID of this query");
+        assert_eq!(
+            msg.queries[0].name().to_ascii(),
+            asked,
+            "case of this query"
+        );
+        assert!(
+            msg.answers.iter().all(|r| r.name.to_ascii() == asked),
+            "owner in the case of this query: {:?}",
+            msg.answers
+        );
+    }
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let t = sky.query(RAILS, RecordType::A).await.answers[0].ttl;
+    assert!(t <= 8, "counted down from 10: {t}");
+    sky.client.heartbeat("r1", 60).await.expect("heartbeat");
+    let t = sky.query(RAILS, RecordType::A).await.answers[0].ttl;
+    assert!((59..=60).contains(&t), "heartbeat seen at once: {t}");
+
+    sky.client
+        .add_service(
+            "r2",
+            &service("rails", "production", "west", "127.0.0.11", 80, 60),
+        )
+        .await
+        .expect("add r2");
+    let mut got = a_records(&sky.query(RAILS, RecordType::A).await);
+    got.sort();
+    assert_eq!(
+        got,
+        ["127.0.0.10", "127.0.0.11"],
+        "registration seen at once"
+    );
+    sky.client.delete_service("r1").await.expect("remove");
+    assert_eq!(
+        a_records(&sky.query(RAILS, RecordType::A).await),
+        ["127.0.0.11"],
+        "removal seen at once"
+    );
+    sky.client.delete_service("r2").await.expect("remove");
+    assert_nxdomain(&sky.query(RAILS, RecordType::A).await, "all removed");
+}

@@ -7,6 +7,7 @@ mod durability;
 mod embedded;
 mod faults;
 mod forward;
+mod fuzz_regressions;
 mod process;
 mod schema;
 mod skydnsctl;

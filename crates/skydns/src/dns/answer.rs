@@ -12,6 +12,44 @@ use hickory_proto::rr::{
 
 use crate::registry::{Entry, name::pos};
 
+/// Where a record's TTL comes from. The wire cache uses it to recount the
+/// TTL of a stored answer at the moment it is copied out.
+#[derive(Debug, Clone)]
+pub enum TtlSource {
+    /// A fixed TTL.
+    Fixed,
+    /// The remaining life of a registry entry ([`TtlPolicy::ttl`]).
+    Entry(Arc<Entry>),
+    /// An upstream answer's TTL as cached, less the whole seconds since it was cached.
+    Upstream(u32),
+}
+
+/// A record and where its TTL comes from.
+#[derive(Debug, Clone)]
+pub struct Rec {
+    /// The record as answered now.
+    pub record: Record,
+    /// Where its TTL comes from.
+    pub source: TtlSource,
+}
+
+impl Rec {
+    /// A record with a fixed TTL.
+    pub fn fixed(record: Record) -> Self {
+        Self {
+            record,
+            source: TtlSource::Fixed,
+        }
+    }
+
+    fn from_entry(record: Record, entry: &Arc<Entry>) -> Self {
+        Self {
+            record,
+            source: TtlSource::Entry(Arc::clone(entry)),
+        }
+    }
+}
+
 /// SRV priority of services in the region asked for (or of all, when no
 /// region is asked).
 pub const PRIORITY_PRIMARY: u16 = 10;
@@ -46,7 +84,7 @@ pub fn address_records(
     v6: bool,
     ttl: TtlPolicy,
     now_ms: u64,
-) -> Vec<Record> {
+) -> Vec<Rec> {
     // One record per address: a container registered once per port must not
     // be answered several times (a record set holds no duplicates).
     let mut seen = std::collections::HashSet::new();
@@ -59,8 +97,12 @@ pub fn address_records(
                 (IpAddr::V6(ip), true) => RData::AAAA(AAAA(ip)),
                 _ => return None,
             };
-            seen.insert(ip)
-                .then(|| Record::from_rdata(owner.clone(), ttl.ttl(e, now_ms), rdata))
+            seen.insert(ip).then(|| {
+                Rec::from_entry(
+                    Record::from_rdata(owner.clone(), ttl.ttl(e, now_ms), rdata),
+                    e,
+                )
+            })
         })
         .collect()
 }
@@ -80,7 +122,7 @@ pub fn srv_records(
     fallback: &[Arc<Entry>],
     ttl: TtlPolicy,
     now_ms: u64,
-) -> (Vec<Record>, Vec<Record>) {
+) -> (Vec<Rec>, Vec<Rec>) {
     let mut answers = Vec::with_capacity(primary.len() + fallback.len());
     let mut glue = Vec::new();
     for (group, priority) in [(primary, PRIORITY_PRIMARY), (fallback, PRIORITY_FALLBACK)] {
@@ -96,7 +138,10 @@ pub fn srv_records(
                         IpAddr::V4(v4) => RData::A(A(v4)),
                         IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
                     };
-                    glue.push(Record::from_rdata(name.clone(), t, rdata));
+                    glue.push(Rec::from_entry(
+                        Record::from_rdata(name.clone(), t, rdata),
+                        e,
+                    ));
                     name
                 }
                 None => {
@@ -107,7 +152,10 @@ pub fn srv_records(
                 }
             };
             let srv = SRV::new(priority, weight, e.service.port, target);
-            answers.push(Record::from_rdata(owner.clone(), t, RData::SRV(srv)));
+            answers.push(Rec::from_entry(
+                Record::from_rdata(owner.clone(), t, RData::SRV(srv)),
+                e,
+            ));
         }
     }
     (answers, glue)
@@ -121,7 +169,7 @@ pub fn ptr_records(
     entries: &[Arc<Entry>],
     ttl: TtlPolicy,
     now_ms: u64,
-) -> Vec<Record> {
+) -> Vec<Rec> {
     entries
         .iter()
         .filter_map(|e| {
@@ -131,10 +179,9 @@ pub fn ptr_records(
                 None
             };
             let target = full.or_else(|| uuid_name(e, origin))?;
-            Some(Record::from_rdata(
-                owner.clone(),
-                ttl.ttl(e, now_ms),
-                RData::PTR(PTR(target)),
+            Some(Rec::from_entry(
+                Record::from_rdata(owner.clone(), ttl.ttl(e, now_ms), RData::PTR(PTR(target))),
+                e,
             ))
         })
         .collect()
@@ -183,15 +230,15 @@ mod tests {
         let (srv, glue) = srv_records(&n("east.*.web.prod.d."), &n("d."), &p, &f, TTL, 1_000_000);
         let got: Vec<(u16, u16)> = srv
             .iter()
-            .filter_map(|r| match &r.data {
+            .filter_map(|r| match &r.record.data {
                 RData::SRV(s) => Some((s.priority, s.weight)),
                 _ => None,
             })
             .collect();
         assert_eq!(got, [(10, 50), (10, 50), (20, 33), (20, 33), (20, 33)]);
         assert_eq!(glue.len(), 4, "one glue record per IP host");
-        assert_eq!(glue[0].name, n("a.d."));
-        assert!(matches!(&srv[1].data, RData::SRV(s) if s.target == n("web2.site.com.")));
+        assert_eq!(glue[0].record.name, n("a.d."));
+        assert!(matches!(&srv[1].record.data, RData::SRV(s) if s.target == n("web2.site.com.")));
     }
 
     #[test]
@@ -217,7 +264,7 @@ mod tests {
             TTL,
             1_000_000 + 10_500,
         );
-        assert_eq!(recs[0].ttl, 20, "19.5 s left rounds up");
+        assert_eq!(recs[0].record.ttl, 20, "19.5 s left rounds up");
         let capped = TtlPolicy { max_ttl: 5, ..TTL };
         assert_eq!(capped.ttl(&e, 1_000_000), 5);
         assert!(
@@ -231,10 +278,10 @@ mod tests {
         let e = entry("a", "10.0.0.1", "east");
         let recs = ptr_records(&n("1.0.0.10.in-addr.arpa."), &n("d."), &[e], TTL, 1_000_000);
         assert!(
-            matches!(&recs[0].data, RData::PTR(p) if p.0 == n("a.10-0-0-1.east.1-0.web.prod.d."))
+            matches!(&recs[0].record.data, RData::PTR(p) if p.0 == n("a.10-0-0-1.east.1-0.web.prod.d."))
         );
         let no_region = entry("b", "10.0.0.2", "");
         let recs = ptr_records(&n("x."), &n("d."), &[no_region], TTL, 1_000_000);
-        assert!(matches!(&recs[0].data, RData::PTR(p) if p.0 == n("b.d.")));
+        assert!(matches!(&recs[0].record.data, RData::PTR(p) if p.0 == n("b.d.")));
     }
 }

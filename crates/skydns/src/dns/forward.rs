@@ -154,6 +154,20 @@ impl Forwarder {
         &self.options.upstreams
     }
 
+    /// The cached answer to `query` without waiting: TTLs as stored, with
+    /// the time stored and the expiry (see [`Cache::get_timed`]). Counts a
+    /// cache hit; a miss is counted by [`Self::resolve`].
+    pub fn cached(&self, query: &Query) -> Option<(Message, Instant, Instant)> {
+        let got = self.cache.get_timed(&CacheKey::of(query))?;
+        self.metrics.cache_hits.inc();
+        Some(got)
+    }
+
+    /// Forwarded answers served from the cache (to count wire-cache copies).
+    pub fn cache_hits(&self) -> Counter {
+        self.metrics.cache_hits.clone()
+    }
+
     /// Resolves `query` upstream (or from the cache). `edns` is the client's,
     /// `tcp` whether the client asked over TCP.
     pub async fn resolve(&self, query: &Query, edns: Option<&Edns>, tcp: bool) -> Outcome {

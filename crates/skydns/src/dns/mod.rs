@@ -8,13 +8,17 @@
 
 pub mod answer;
 pub mod forward;
+pub mod tcp;
+pub mod udp;
+pub mod wire;
 pub mod zone;
 
-use std::{iter, net::IpAddr, sync::Arc, time::Instant};
+use std::{net::IpAddr, net::SocketAddr, sync::Arc, time::Instant};
 
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
-    rr::{DNSClass, Name, Record, RecordType},
+    rr::{DNSClass, Name, RecordType},
+    serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 use hickory_server::{
     net::{runtime::Time, xfer::Protocol},
@@ -25,11 +29,12 @@ use ipnet::IpNet;
 use rand::seq::SliceRandom;
 
 use crate::{
-    metrics::{Metrics, QueryLabels},
+    metrics::Metrics,
     registry::{Entry, Pattern, Registry, name::pos, now_ms},
 };
-use answer::TtlPolicy;
+use answer::{Rec, TtlPolicy, TtlSource};
 use forward::{Forwarder, Outcome};
+use wire::WireCache;
 pub use zone::Zone;
 
 /// Largest UDP payload we advertise and send (RFC 9715's safe 1232 bytes).
@@ -55,6 +60,7 @@ pub struct DnsHandler {
     options: Arc<DnsOptions>,
     metrics: Arc<Metrics>,
     forwarder: Option<Arc<Forwarder>>,
+    cache: Arc<WireCache>,
 }
 
 /// What to do with a request.
@@ -71,9 +77,11 @@ enum Decision {
 struct Reply {
     rcode: ResponseCode,
     authoritative: bool,
-    answers: Vec<Record>,
-    authority: Vec<Record>,
-    additionals: Vec<Record>,
+    answers: Vec<Rec>,
+    authority: Vec<Rec>,
+    additionals: Vec<Rec>,
+    /// Built from the registry alone (not forwarded): the wire cache may keep it.
+    cacheable: bool,
 }
 
 impl Reply {
@@ -83,6 +91,26 @@ impl Reply {
             ..Self::default()
         }
     }
+
+    fn records(&self) -> impl Iterator<Item = &Rec> {
+        self.answers
+            .iter()
+            .chain(&self.authority)
+            .chain(&self.additionals)
+    }
+}
+
+/// The first step of answering raw bytes: done at once, or a forward to await.
+#[derive(Debug)]
+pub enum Step {
+    /// The response bytes (`None`: no reply is due).
+    Done(Option<Vec<u8>>),
+    /// A name outside the domain: finish with [`DnsHandler::finish_forward`].
+    Forward(Box<Request>),
+}
+
+fn fixed(records: impl IntoIterator<Item = hickory_proto::rr::Record>) -> Vec<Rec> {
+    records.into_iter().map(Rec::fixed).collect()
 }
 
 impl DnsHandler {
@@ -99,11 +127,175 @@ impl DnsHandler {
             options: Arc::new(options),
             metrics,
             forwarder,
+            cache: Arc::new(WireCache::default()),
         }
+    }
+
+    /// Answers one DNS message: `request` bytes in, response bytes out
+    /// (`None` when no reply is due: a response sent to us, or fewer bytes
+    /// than a header). The path the servers use for `protocol`, the UDP wire
+    /// cache included.
+    pub async fn respond(
+        &self,
+        request: &[u8],
+        src: SocketAddr,
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
+        match self.respond_now(request, src, protocol) {
+            Step::Done(bytes) => bytes,
+            Step::Forward(request) => Some(self.finish_forward(&request).await),
+        }
+    }
+
+    /// Answers what can be answered without waiting: everything but
+    /// forwarding. Repeated UDP questions under the domain come from the
+    /// wire cache.
+    pub fn respond_now(&self, request: &[u8], src: SocketAddr, protocol: Protocol) -> Step {
+        let start = Instant::now();
+        let mut buf = [0u8; wire::MAX_KEY];
+        let key = if protocol == Protocol::Udp {
+            wire::key(request, &mut buf)
+        } else {
+            None
+        };
+        // Read before the lookup: a change racing with it leaves a stale serial.
+        let serial = self.registry.serial();
+        let now = wire::Now {
+            ms: now_ms(),
+            instant: start,
+        };
+        if let Some(asked) = &key
+            && let Some(bytes) = self.cache.get(
+                asked,
+                serial,
+                self.options.ttl,
+                now,
+                self.options.round_robin,
+                || self.may_recurse(src),
+            )
+        {
+            self.metrics
+                .dns_latency
+                .observe(start.elapsed().as_secs_f64());
+            return Step::Done(Some(bytes));
+        }
+        let mut decoder = BinDecoder::new(request);
+        let Ok(header) = Header::read(&mut decoder) else {
+            return Step::Done(None);
+        };
+        if header.metadata.message_type == MessageType::Response {
+            // Never answer responses: no reflection loops.
+            return Step::Done(None);
+        }
+        let parsed = match Request::from_bytes(request.to_vec(), src, protocol) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::debug!(error = %e, %src, "malformed DNS request");
+                self.count(RecordType::Unknown(0), ResponseCode::FormErr, start);
+                return Step::Done(Some(formerr(&header)));
+            }
+        };
+        let (reply, upstream) = match self.reply_now(&parsed) {
+            Some(reply) => (reply, None),
+            None => match self.forward_cached(&parsed) {
+                Some((reply, times)) => (reply, Some(times)),
+                None => return Step::Forward(Box::new(parsed)),
+            },
+        };
+        let bytes = self.encode(&parsed, &reply, protocol);
+        let mut counters = vec![self.count(qtype(&parsed), reply.rcode, start)];
+        if let (Some(_), Some(forwarder)) = (upstream, &self.forwarder) {
+            counters.push(forwarder.cache_hits());
+        }
+        if let Some(asked) = key.filter(|_| reply.cacheable)
+            && let Some(variant) = wire::Variant::build(
+                bytes.clone(),
+                reply.records(),
+                self.options.round_robin && upstream.is_none(),
+                upstream,
+            )
+        {
+            self.cache.insert(
+                asked.key,
+                serial,
+                variant,
+                self.options.round_robin && upstream.is_none(),
+                counters,
+            );
+        }
+        Step::Done(Some(bytes))
+    }
+
+    /// Forwards a request [`Self::respond_now`] handed back, and encodes the answer.
+    pub async fn finish_forward(&self, request: &Request) -> Vec<u8> {
+        let start = Instant::now();
+        let reply = self.forward(request).await;
+        let bytes = self.encode(request, &reply, request.protocol());
+        self.count(qtype(request), reply.rcode, start);
+        bytes
+    }
+
+    /// The reply to a parsed request when it needs no I/O (`None`: forward it).
+    fn reply_now(&self, request: &Request) -> Option<Reply> {
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            return Some(Reply::error(ResponseCode::BADVERS));
+        }
+        match self.decide(request) {
+            Decision::Reply(reply) => Some(reply),
+            Decision::Forward => None,
+        }
+    }
+
+    /// Encodes `reply` for `request`, truncating over UDP to the client's payload.
+    fn encode(&self, request: &Request, reply: &Reply, protocol: Protocol) -> Vec<u8> {
+        let edns = response_edns(request);
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        let response = builder.build(
+            self.metadata(request, reply),
+            reply.answers.iter().map(|r| &r.record),
+            reply.authority.iter().map(|r| &r.record),
+            std::iter::empty(),
+            reply.additionals.iter().map(|r| &r.record),
+        );
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(match (protocol, &edns) {
+            (Protocol::Udp, Some(edns)) => edns.max_payload(),
+            (Protocol::Udp, None) => 512,
+            _ => u16::MAX,
+        });
+        if let Err(e) = response.destructive_emit(&mut encoder) {
+            tracing::warn!(error = %e, "cannot encode DNS response");
+            return servfail(&request.metadata);
+        }
+        bytes
+    }
+
+    fn metadata(&self, request: &Request, reply: &Reply) -> Metadata {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.message_type = MessageType::Response;
+        metadata.authoritative = reply.authoritative;
+        metadata.recursion_available = self.forwarder.is_some();
+        metadata.response_code = reply.rcode;
+        metadata
     }
 
     /// Decides what to do with one request (no I/O).
     fn decide(&self, request: &Request) -> Decision {
+        match self.decide_uncached(request) {
+            Decision::Reply(mut reply) => {
+                reply.cacheable =
+                    matches!(reply.rcode, ResponseCode::NoError | ResponseCode::NXDomain);
+                Decision::Reply(reply)
+            }
+            Decision::Forward => Decision::Forward,
+        }
+    }
+
+    fn decide_uncached(&self, request: &Request) -> Decision {
         if request.metadata.op_code != OpCode::Query {
             return Decision::Reply(Reply::error(ResponseCode::NotImp));
         }
@@ -130,18 +322,55 @@ impl DnsHandler {
         Decision::Forward
     }
 
+    /// Whether `src` may have outside names forwarded (`-allow-recursion`).
+    fn may_recurse(&self, src: SocketAddr) -> bool {
+        let client = src.ip().to_canonical();
+        self.options
+            .allow_recursion
+            .iter()
+            .any(|net| net.contains(&client))
+    }
+
+    /// A forwarded answer the forwarding cache holds, without waiting; with
+    /// when it was stored and when it expires. `None`: go the async way.
+    fn forward_cached(&self, request: &Request) -> Option<(Reply, (Instant, Instant))> {
+        let forwarder = self.forwarder.as_ref()?;
+        if !self.may_recurse(request.src()) {
+            return None;
+        }
+        let query = request.queries.queries().first()?;
+        let (msg, stored, expires) = forwarder.cached(query.original())?;
+        let elapsed = u32::try_from(stored.elapsed().as_secs()).unwrap_or(u32::MAX);
+        let counted = |records: &[hickory_proto::rr::Record]| -> Vec<Rec> {
+            records
+                .iter()
+                .map(|r| {
+                    let mut record = r.clone();
+                    record.ttl = r.ttl.saturating_sub(elapsed);
+                    Rec {
+                        record,
+                        source: TtlSource::Upstream(r.ttl),
+                    }
+                })
+                .collect()
+        };
+        let reply = Reply {
+            rcode: msg.metadata.response_code,
+            authoritative: false,
+            answers: counted(&msg.answers),
+            authority: counted(&msg.authorities),
+            additionals: counted(&msg.additionals),
+            cacheable: true,
+        };
+        Some((reply, (stored, expires)))
+    }
+
     /// Forwards a name outside the domain, for clients allowed to recurse.
     async fn forward(&self, request: &Request) -> Reply {
         let Some(forwarder) = &self.forwarder else {
             return Reply::error(ResponseCode::Refused);
         };
-        let client = request.src().ip().to_canonical();
-        if !self
-            .options
-            .allow_recursion
-            .iter()
-            .any(|net| net.contains(&client))
-        {
+        if !self.may_recurse(request.src()) {
             return Reply::error(ResponseCode::Refused);
         }
         let Some(query) = request.queries.queries().first() else {
@@ -155,9 +384,10 @@ impl DnsHandler {
             Outcome::Answer(msg) => Reply {
                 rcode: msg.metadata.response_code,
                 authoritative: false,
-                answers: msg.answers.clone(),
-                authority: msg.authorities.clone(),
-                additionals: msg.additionals.clone(),
+                answers: fixed(msg.answers.iter().cloned()),
+                authority: fixed(msg.authorities.iter().cloned()),
+                additionals: fixed(msg.additionals.iter().cloned()),
+                cacheable: false,
             },
             Outcome::Failed => Reply::error(ResponseCode::ServFail),
         }
@@ -178,19 +408,23 @@ impl DnsHandler {
 
         if relative.is_empty() {
             match qtype {
-                RecordType::SOA => reply.answers.push(zone.soa(self.registry.serial())),
+                RecordType::SOA => reply
+                    .answers
+                    .push(Rec::fixed(zone.soa(self.registry.serial()))),
                 RecordType::NS => {
-                    reply.answers.push(zone.ns());
+                    reply.answers.push(Rec::fixed(zone.ns()));
                     reply
                         .additionals
-                        .extend(zone.ns_address(&zone.ns_name, false));
+                        .extend(fixed(zone.ns_address(&zone.ns_name, false)));
                     reply
                         .additionals
-                        .extend(zone.ns_address(&zone.ns_name, true));
+                        .extend(fixed(zone.ns_address(&zone.ns_name, true)));
                 }
                 RecordType::ANY => {
-                    reply.answers.push(zone.soa(self.registry.serial()));
-                    reply.answers.push(zone.ns());
+                    reply
+                        .answers
+                        .push(Rec::fixed(zone.soa(self.registry.serial())));
+                    reply.answers.push(Rec::fixed(zone.ns()));
                 }
                 _ => {}
             }
@@ -217,10 +451,10 @@ impl DnsHandler {
         }
         if primary.is_empty() && fallback.is_empty() {
             if pattern.depth() == 1 && owner_is(qname, &zone.ns_name) {
-                reply.answers.extend(
+                reply.answers.extend(fixed(
                     zone.ns_address(owner, qtype == RecordType::AAAA)
                         .filter(|_| matches!(qtype, RecordType::A | RecordType::AAAA)),
-                );
+                ));
                 return self.finish_nodata(reply);
             }
             return self.nxdomain(reply);
@@ -311,34 +545,65 @@ impl DnsHandler {
     fn nxdomain(&self, mut reply: Reply) -> Reply {
         reply.rcode = ResponseCode::NXDomain;
         reply.answers.clear();
-        reply.authority = vec![self.options.zone.soa(self.registry.serial())];
+        reply.authority = vec![Rec::fixed(self.options.zone.soa(self.registry.serial()))];
         reply
     }
 
     fn finish_nodata(&self, mut reply: Reply) -> Reply {
         if reply.answers.is_empty() {
-            reply.authority = vec![self.options.zone.soa(self.registry.serial())];
+            reply.authority = vec![Rec::fixed(self.options.zone.soa(self.registry.serial()))];
         }
         reply
     }
 
-    fn record_metrics(&self, request: &Request, rcode: ResponseCode, start: Instant) {
-        let qtype = request
-            .queries
-            .queries()
-            .first()
-            .map_or_else(|| "none".to_string(), |q| q.query_type().to_string());
-        self.metrics
-            .dns_queries
-            .get_or_create(&QueryLabels {
-                qtype,
-                rcode: rcode.to_string(),
-            })
-            .inc();
+    /// Counts one answered query; returns its counter for the wire cache.
+    fn count(
+        &self,
+        qtype: RecordType,
+        rcode: ResponseCode,
+        start: Instant,
+    ) -> prometheus_client::metrics::counter::Counter {
+        let counter = self.metrics.dns_counter(qtype, rcode);
+        counter.inc();
         self.metrics
             .dns_latency
             .observe(start.elapsed().as_secs_f64());
+        counter
     }
+}
+
+/// The type asked (`Unknown(0)` when there is no question).
+fn qtype(request: &Request) -> RecordType {
+    request
+        .queries
+        .queries()
+        .first()
+        .map_or(RecordType::Unknown(0), |q| q.query_type())
+}
+
+/// A bare response with `rcode` to a request of which only `header` is known.
+fn bare(metadata: &Metadata, rcode: ResponseCode) -> Vec<u8> {
+    let mut metadata = Metadata::response_from_request(metadata);
+    metadata.message_type = MessageType::Response;
+    metadata.response_code = rcode;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    let mut bytes = Vec::with_capacity(12);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    if header.emit(&mut encoder).is_err() {
+        bytes.clear();
+    }
+    bytes
+}
+
+fn formerr(header: &Header) -> Vec<u8> {
+    bare(&header.metadata, ResponseCode::FormErr)
+}
+
+fn servfail(metadata: &Metadata) -> Vec<u8> {
+    bare(metadata, ResponseCode::ServFail)
 }
 
 fn owner_is(qname: &Name, name: &Name) -> bool {
@@ -364,32 +629,22 @@ impl RequestHandler for DnsHandler {
     ) -> ResponseInfo {
         let start = Instant::now();
         let edns = response_edns(request);
-        let reply = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            Reply::error(ResponseCode::BADVERS)
-        } else {
-            match self.decide(request) {
-                Decision::Reply(reply) => reply,
-                Decision::Forward => self.forward(request).await,
-            }
+        let reply = match self.reply_now(request) {
+            Some(reply) => reply,
+            None => self.forward(request).await,
         };
-
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.message_type = MessageType::Response;
-        metadata.authoritative = reply.authoritative;
-        metadata.recursion_available = self.forwarder.is_some();
-        metadata.response_code = reply.rcode;
         let response = builder.build(
-            metadata,
-            reply.answers.iter(),
-            reply.authority.iter(),
-            iter::empty(),
-            reply.additionals.iter(),
+            self.metadata(request, &reply),
+            reply.answers.iter().map(|r| &r.record),
+            reply.authority.iter().map(|r| &r.record),
+            std::iter::empty(),
+            reply.additionals.iter().map(|r| &r.record),
         );
-        self.record_metrics(request, reply.rcode, start);
+        self.count(qtype(request), reply.rcode, start);
         match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {

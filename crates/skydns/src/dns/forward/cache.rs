@@ -110,6 +110,34 @@ impl Cache {
         Some(msg)
     }
 
+    /// The cached answer for `key` with its TTLs as stored (capped by the
+    /// cache's maximum, not counted down), when it was stored and when it
+    /// expires; `None` when absent or stale. What a client sees at `t` is each
+    /// TTL minus the whole seconds since `stored`, as [`Cache::get`] gives.
+    pub fn get_timed(&self, key: &CacheKey) -> Option<(Message, Instant, Instant)> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let inner = self.lock();
+        let entry = inner.map.get(key)?;
+        if entry.expires <= now {
+            return None;
+        }
+        let mut msg = entry.message.clone();
+        let (stored, expires) = (entry.stored, entry.expires);
+        drop(inner);
+        for r in msg
+            .answers
+            .iter_mut()
+            .chain(msg.authorities.iter_mut())
+            .chain(msg.additionals.iter_mut())
+        {
+            r.ttl = r.ttl.min(self.max_ttl);
+        }
+        Some((msg, stored, expires))
+    }
+
     /// Caches `message` under `key` for as long as its records allow.
     pub fn insert(&self, key: CacheKey, message: &Message) {
         if self.capacity == 0 {

@@ -1,0 +1,140 @@
+//! The UDP serving loop: dedicated threads (one by default) blocking on the socket,
+//! receive → [`DnsHandler::respond_now`] (wire cache first) → send. Questions
+//! that must be forwarded go to the async runtime through a bounded queue;
+//! when it is full they are dropped, so overload sheds instead of queueing
+//! without bound. The thread checks the cancellation token at least every
+//! [`POLL`].
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    sync::Arc,
+    time::Duration,
+};
+
+use hickory_server::{net::xfer::Protocol, server::Request};
+use tokio::{sync::mpsc, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::{DnsHandler, Step};
+
+/// How often the thread looks at the cancellation token when idle.
+pub const POLL: Duration = Duration::from_millis(100);
+/// Largest datagram read (larger ones are cut and fail to parse).
+const RECV_BUFFER: usize = 4096;
+/// Forwarded questions waiting for the runtime.
+const FORWARD_QUEUE: usize = 1024;
+/// Forwarded questions in flight at once.
+const FORWARD_IN_FLIGHT: usize = 512;
+
+type Forward = (Box<Request>, SocketAddr);
+
+/// Serves `socket` on `workers` dedicated threads and forwards through a
+/// task, all added to `tasks` and stopped by `token`.
+///
+/// # Errors
+/// When the socket cannot be made blocking or cloned.
+pub fn spawn<E: Send + 'static>(
+    tasks: &mut JoinSet<Result<(), E>>,
+    socket: UdpSocket,
+    workers: usize,
+    handler: DnsHandler,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(POLL))?;
+    let sender = Arc::new(socket.try_clone()?);
+    let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
+    for _ in 1..workers.max(1) {
+        let socket = socket.try_clone()?;
+        let (h, t, tx) = (handler.clone(), token.clone(), tx.clone());
+        tasks.spawn_blocking(move || {
+            serve(&socket, &h, &tx, &t);
+            Ok(())
+        });
+    }
+    let (h, t) = (handler.clone(), token.clone());
+    tasks.spawn_blocking(move || {
+        serve(&socket, &h, &tx, &t);
+        Ok(())
+    });
+    tasks.spawn(async move {
+        forward_loop(rx, handler, sender, token).await;
+        Ok(())
+    });
+    Ok(())
+}
+
+fn serve(
+    socket: &UdpSocket,
+    handler: &DnsHandler,
+    forward: &mpsc::Sender<Forward>,
+    token: &CancellationToken,
+) {
+    let mut buf = [0u8; RECV_BUFFER];
+    while !token.is_cancelled() {
+        let (len, src) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e) => {
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) {
+                    tracing::debug!(error = %e, "udp receive failed");
+                }
+                continue;
+            }
+        };
+        if src.port() == 0 {
+            continue;
+        }
+        let Some(request) = buf.get(..len) else {
+            continue;
+        };
+        match handler.respond_now(request, src, Protocol::Udp) {
+            Step::Done(Some(response)) => {
+                if let Err(e) = socket.send_to(&response, src) {
+                    tracing::debug!(error = %e, %src, "udp send failed");
+                }
+            }
+            Step::Done(None) => {}
+            Step::Forward(request) => {
+                if forward.try_send((request, src)).is_err() {
+                    tracing::debug!(%src, "forwarding queue full: question dropped");
+                }
+            }
+        }
+    }
+}
+
+async fn forward_loop(
+    mut rx: mpsc::Receiver<Forward>,
+    handler: DnsHandler,
+    socket: Arc<UdpSocket>,
+    token: CancellationToken,
+) {
+    let mut in_flight = JoinSet::new();
+    loop {
+        while in_flight.try_join_next().is_some() {}
+        if in_flight.len() >= FORWARD_IN_FLIGHT {
+            tokio::select! {
+                () = token.cancelled() => break,
+                _ = in_flight.join_next() => continue,
+            }
+        }
+        let next = tokio::select! {
+            () = token.cancelled() => break,
+            next = rx.recv() => next,
+        };
+        let Some((request, src)) = next else { break };
+        let (handler, socket) = (handler.clone(), Arc::clone(&socket));
+        in_flight.spawn(async move {
+            let response = handler.finish_forward(&request).await;
+            if let Err(e) = socket.send_to(&response, src) {
+                tracing::debug!(error = %e, %src, "udp send failed");
+            }
+        });
+    }
+    in_flight.shutdown().await;
+}
