@@ -58,12 +58,15 @@ impl ClientError {
     }
 }
 
+/// How long an idle pooled connection is kept (under skydns's 10 s idle timeout).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A cheap-to-clone handle on one skydns server's registry API.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    secret: Option<String>,
+    secret: Option<crate::Secret>,
 }
 
 impl Client {
@@ -89,6 +92,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            // skydns closes keep-alive connections idle for 10 s: drop ours
+            // sooner so a request never lands on one it is closing.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build()?;
         Ok(Self {
             http,
@@ -99,7 +105,7 @@ impl Client {
 
     /// Sends `secret` as the `Authorization` header (skydns `-secret`).
     #[must_use]
-    pub fn with_secret(mut self, secret: impl Into<String>) -> Self {
+    pub fn with_secret(mut self, secret: impl Into<crate::Secret>) -> Self {
         let secret = secret.into();
         self.secret = (!secret.is_empty()).then_some(secret);
         self
@@ -217,7 +223,7 @@ impl Client {
     ) -> Result<reqwest::Response, ClientError> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(secret) = &self.secret {
-            req = req.header(reqwest::header::AUTHORIZATION, secret);
+            req = req.header(reqwest::header::AUTHORIZATION, secret.expose());
         }
         if let Some(body) = body {
             req = req.json(body);

@@ -24,8 +24,10 @@
 #[cfg(feature = "client")]
 pub mod client;
 pub mod go_flags;
+pub mod secret;
 pub mod types;
 
 #[cfg(feature = "client")]
 pub use client::{Client, ClientError};
+pub use secret::Secret;
 pub use types::{ApiError, Callback, Heartbeat, Service};

@@ -97,7 +97,7 @@ pub struct Cli {
         hide_env_values = true,
         value_name = "SECRET"
     )]
-    pub secret: Option<String>,
+    pub secret: Option<skydns_api::Secret>,
 
     /// Machine output: the JSON the server returned, or {"ok":true} for writes.
     #[arg(long, global = true, display_order = 102)]

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use skydns_api::Secret;
 
 use crate::{Error, naming::Defaults};
 
@@ -26,7 +27,7 @@ pub struct Cli {
     pub name: Option<String>,
     /// skydns `-secret`, sent as the Authorization header.
     #[arg(long, env = "SKYDOCK_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// The domain skydns serves (for log lines).
     #[arg(long, env = "SKYDOCK_DOMAIN", default_value = "skydns.local")]
     pub domain: String,
@@ -101,7 +102,7 @@ pub struct Config {
     /// Where skydns is.
     pub skydns: SkydnsLocation,
     /// API secret.
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Per-container defaults.
     pub defaults: Defaults,
     /// Heartbeat interval.

@@ -51,7 +51,7 @@ pub struct RolloutCli {
     pub skydns: String,
     /// skydns secret.
     #[arg(long, env = "SKYDOCK_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    pub secret: Option<skydns_api::Secret>,
     /// The running skydock agent's endpoint (its `-http`).
     #[arg(long, env = "SKYDOCK_AGENT", default_value = "http://127.0.0.1:8081")]
     pub agent: String,
