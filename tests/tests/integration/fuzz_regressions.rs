@@ -1,5 +1,5 @@
 //! Regression tests for what the fuzz targets in `fuzz/` found (see
-//! docs/reliability-fuzz.md). Findings in crates whose unit tests the fuzzing
+//! docs/reliability.md, "Fuzzing"). Findings in crates whose unit tests the fuzzing
 //! work does not own live here.
 
 use std::path::Path;
