@@ -187,6 +187,12 @@ impl DnsHandler {
             // Never answer responses: no reflection loops.
             return Step::Done(None);
         }
+        if !counts_fit(&header, request.len()) {
+            // Counts no message of this length can hold: the decoder would
+            // reserve room for them first, which a flood turns into memory.
+            self.count(RecordType::Unknown(0), ResponseCode::FormErr, start);
+            return Step::Done(Some(formerr(&header)));
+        }
         let parsed = match Request::from_bytes(request.to_vec(), src, protocol) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -197,6 +203,11 @@ impl DnsHandler {
         };
         let (reply, upstream) = match self.reply_now(&parsed) {
             Some(reply) => (reply, None),
+            // Not ours and nobody to forward to (or a client not allowed to
+            // recurse): REFUSED at once, no trip through the forwarding queue.
+            None if self.forwarder.is_none() || !self.may_recurse(src) => {
+                (Reply::error(ResponseCode::Refused), None)
+            }
             None => match self.forward_cached(&parsed) {
                 Some((reply, times)) => (reply, Some(times)),
                 None => return Step::Forward(Box::new(parsed)),
@@ -596,6 +607,14 @@ fn bare(metadata: &Metadata, rcode: ResponseCode) -> Vec<u8> {
         bytes.clear();
     }
     bytes
+}
+
+/// Whether a message of `len` bytes can hold the records its header counts:
+/// a question takes at least 5 bytes (root name, type, class), a record 11.
+fn counts_fit(header: &Header, len: usize) -> bool {
+    let c = &header.counts;
+    let records = usize::from(c.answers) + usize::from(c.authorities) + usize::from(c.additionals);
+    12 + usize::from(c.queries) * 5 + records * 11 <= len
 }
 
 fn formerr(header: &Header) -> Vec<u8> {
