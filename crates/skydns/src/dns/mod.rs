@@ -82,6 +82,9 @@ struct Reply {
     additionals: Vec<Rec>,
     /// Built from the registry alone (not forwarded): the wire cache may keep it.
     cacheable: bool,
+    /// Every entry the reply was built from, answered or not: a kept copy
+    /// is valid only while all of them are live.
+    deps: Vec<Arc<Entry>>,
 }
 
 impl Reply {
@@ -222,6 +225,7 @@ impl DnsHandler {
             && let Some(variant) = wire::Variant::build(
                 bytes.clone(),
                 reply.records(),
+                &reply.deps,
                 self.options.round_robin && upstream.is_none(),
                 upstream,
             )
@@ -372,6 +376,7 @@ impl DnsHandler {
             authority: counted(&msg.authorities),
             additionals: counted(&msg.additionals),
             cacheable: true,
+            deps: Vec::new(),
         };
         Some((reply, (stored, expires)))
     }
@@ -399,6 +404,7 @@ impl DnsHandler {
                 authority: fixed(msg.authorities.iter().cloned()),
                 additionals: fixed(msg.additionals.iter().cloned()),
                 cacheable: false,
+                deps: Vec::new(),
             },
             Outcome::Failed => Reply::error(ResponseCode::ServFail),
         }
@@ -470,6 +476,7 @@ impl DnsHandler {
             }
             return self.nxdomain(reply);
         }
+        reply.deps = primary.iter().chain(&fallback).cloned().collect();
         if self.options.round_robin {
             primary.shuffle(&mut rand::rng());
         } else {
@@ -539,6 +546,7 @@ impl DnsHandler {
         }
         let mut reply = Reply {
             authoritative: true,
+            deps: entries.clone(),
             ..Reply::default()
         };
         if matches!(qtype, RecordType::PTR | RecordType::ANY) {
