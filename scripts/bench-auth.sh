@@ -447,6 +447,10 @@ with open(logpath, "ab") as log:
             try:
                 sock.send(struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + wire_name + struct.pack(">HH", qtype, 1))
                 data = sock.recv(4096)
+                # A late answer to an earlier query: read on rather than send
+                # again, or one timeout keeps every later read one answer behind.
+                while len(data) < 2 or struct.unpack(">H", data[:2])[0] != qid:
+                    data = sock.recv(4096)
             except ConnectionRefusedError:
                 time.sleep(0.0005)
                 continue

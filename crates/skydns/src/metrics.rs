@@ -134,8 +134,35 @@ impl Metrics {
         }
     }
 
-    /// The `dns_queries` counter of `qtype` (`Unknown(0)`: no question) and `rcode`.
+    /// The `dns_queries` counter of `qtype` (`Unknown(0)`: no question) and
+    /// `rcode`. Types outside a fixed list count as `other`, so garbage
+    /// cannot grow the label set.
     pub fn dns_counter(&self, qtype: RecordType, rcode: ResponseCode) -> Counter {
+        use RecordType::{
+            A, AAAA, ANY, AXFR, CAA, CNAME, DNSKEY, DS, HTTPS, IXFR, MX, NS, PTR, SOA, SRV, SVCB,
+            TXT,
+        };
+        let qtype = match qtype {
+            A
+            | AAAA
+            | ANY
+            | AXFR
+            | CAA
+            | CNAME
+            | DNSKEY
+            | DS
+            | HTTPS
+            | IXFR
+            | MX
+            | NS
+            | PTR
+            | SOA
+            | SRV
+            | SVCB
+            | TXT
+            | RecordType::Unknown(0) => qtype,
+            _ => RecordType::Unknown(u16::MAX),
+        };
         let key = (u16::from(qtype), u16::from(rcode));
         if let Some(counter) = self.dns_counters.get(&key) {
             return counter.clone();
@@ -143,6 +170,7 @@ impl Metrics {
         let labels = QueryLabels {
             qtype: match qtype {
                 RecordType::Unknown(0) => "none".to_string(),
+                RecordType::Unknown(u16::MAX) => "other".to_string(),
                 other => other.to_string(),
             },
             rcode: rcode.to_string(),

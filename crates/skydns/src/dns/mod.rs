@@ -82,6 +82,9 @@ struct Reply {
     additionals: Vec<Rec>,
     /// Built from the registry alone (not forwarded): the wire cache may keep it.
     cacheable: bool,
+    /// Every entry the reply was built from, answered or not: a kept copy
+    /// is valid only while all of them are live.
+    deps: Vec<Arc<Entry>>,
 }
 
 impl Reply {
@@ -187,6 +190,12 @@ impl DnsHandler {
             // Never answer responses: no reflection loops.
             return Step::Done(None);
         }
+        if !counts_fit(&header, request.len()) {
+            // Counts no message of this length can hold: the decoder would
+            // reserve room for them first, which a flood turns into memory.
+            self.count(RecordType::Unknown(0), ResponseCode::FormErr, start);
+            return Step::Done(Some(formerr(&header)));
+        }
         let parsed = match Request::from_bytes(request.to_vec(), src, protocol) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -197,6 +206,11 @@ impl DnsHandler {
         };
         let (reply, upstream) = match self.reply_now(&parsed) {
             Some(reply) => (reply, None),
+            // Not ours and nobody to forward to (or a client not allowed to
+            // recurse): REFUSED at once, no trip through the forwarding queue.
+            None if self.forwarder.is_none() || !self.may_recurse(src) => {
+                (Reply::error(ResponseCode::Refused), None)
+            }
             None => match self.forward_cached(&parsed) {
                 Some((reply, times)) => (reply, Some(times)),
                 None => return Step::Forward(Box::new(parsed)),
@@ -211,6 +225,7 @@ impl DnsHandler {
             && let Some(variant) = wire::Variant::build(
                 bytes.clone(),
                 reply.records(),
+                &reply.deps,
                 self.options.round_robin && upstream.is_none(),
                 upstream,
             )
@@ -361,6 +376,7 @@ impl DnsHandler {
             authority: counted(&msg.authorities),
             additionals: counted(&msg.additionals),
             cacheable: true,
+            deps: Vec::new(),
         };
         Some((reply, (stored, expires)))
     }
@@ -388,6 +404,7 @@ impl DnsHandler {
                 authority: fixed(msg.authorities.iter().cloned()),
                 additionals: fixed(msg.additionals.iter().cloned()),
                 cacheable: false,
+                deps: Vec::new(),
             },
             Outcome::Failed => Reply::error(ResponseCode::ServFail),
         }
@@ -459,6 +476,7 @@ impl DnsHandler {
             }
             return self.nxdomain(reply);
         }
+        reply.deps = primary.iter().chain(&fallback).cloned().collect();
         if self.options.round_robin {
             primary.shuffle(&mut rand::rng());
         } else {
@@ -528,6 +546,7 @@ impl DnsHandler {
         }
         let mut reply = Reply {
             authoritative: true,
+            deps: entries.clone(),
             ..Reply::default()
         };
         if matches!(qtype, RecordType::PTR | RecordType::ANY) {
@@ -596,6 +615,14 @@ fn bare(metadata: &Metadata, rcode: ResponseCode) -> Vec<u8> {
         bytes.clear();
     }
     bytes
+}
+
+/// Whether a message of `len` bytes can hold the records its header counts:
+/// a question takes at least 5 bytes (root name, type, class), a record 11.
+fn counts_fit(header: &Header, len: usize) -> bool {
+    let c = &header.counts;
+    let records = usize::from(c.answers) + usize::from(c.authorities) + usize::from(c.additionals);
+    12 + usize::from(c.queries) * 5 + records * 11 <= len
 }
 
 fn formerr(header: &Header) -> Vec<u8> {

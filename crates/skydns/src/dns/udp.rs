@@ -21,6 +21,9 @@ use super::{DnsHandler, Step};
 pub const POLL: Duration = Duration::from_millis(100);
 /// Largest datagram read (larger ones are cut and fail to parse).
 const RECV_BUFFER: usize = 4096;
+/// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`):
+/// room to ride out bursts, a garbage flood among them.
+const RECV_SOCKET_BUFFER: usize = 4 << 20;
 /// Forwarded questions waiting for the runtime.
 const FORWARD_QUEUE: usize = 1024;
 /// Forwarded questions in flight at once.
@@ -42,6 +45,9 @@ pub fn spawn<E: Send + 'static>(
 ) -> std::io::Result<()> {
     socket.set_nonblocking(false)?;
     socket.set_read_timeout(Some(POLL))?;
+    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_SOCKET_BUFFER) {
+        tracing::debug!(error = %e, "cannot enlarge the UDP receive buffer");
+    }
     let sender = Arc::new(socket.try_clone()?);
     let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
     for _ in 1..workers.max(1) {

@@ -100,6 +100,8 @@ pub struct Variant {
     owners: Box<[(usize, usize)]>,
     /// Offset of each TTL field that counts down, and what it counts from.
     ttls: Box<[(usize, Countdown)]>,
+    /// Entries the response was built from: it is valid while all are live.
+    deps: Box<[Arc<Entry>]>,
     /// For a forwarded answer: when the forwarding cache stored it, and
     /// when it expires there.
     upstream: Option<(Instant, Instant)>,
@@ -112,11 +114,13 @@ pub struct Variant {
 
 impl Variant {
     /// Analyses `bytes`, the encoding of a reply whose records (answer,
-    /// authority, additional, in order, without OPT) are `recs`. `None` when
-    /// the response is not cacheable (truncated, or its records do not match).
+    /// authority, additional, in order, without OPT) are `recs`, built from
+    /// the registry entries `deps`. `None` when the response is not
+    /// cacheable (truncated, or its records do not match).
     pub fn build<'a>(
         bytes: Vec<u8>,
         recs: impl Iterator<Item = &'a Rec>,
+        deps: &[Arc<Entry>],
         chunkable: bool,
         upstream: Option<(Instant, Instant)>,
     ) -> Option<Self> {
@@ -184,6 +188,7 @@ impl Variant {
             qname_end,
             owners: owners.into_boxed_slice(),
             ttls: ttls.into_boxed_slice(),
+            deps: deps.into(),
             upstream,
             chunks,
             answers,
@@ -207,6 +212,9 @@ impl Variant {
         shuffle: bool,
     ) -> Option<Vec<u8>> {
         if qname_end != self.qname_end {
+            return None;
+        }
+        if self.deps.iter().any(|e| !e.is_live(now.ms)) {
             return None;
         }
         let elapsed = match self.upstream {
@@ -438,7 +446,7 @@ mod tests {
     fn a_copy_has_the_askers_id_case_and_current_ttls() {
         let es = [entry("a", 30), entry("b", 3600)];
         let (bytes, recs) = response("web.prod.d.", &es);
-        let variant = Variant::build(bytes, recs.iter(), false, None).expect("cacheable");
+        let variant = Variant::build(bytes, recs.iter(), &[], false, None).expect("cacheable");
         let req = request("WeB.PROD.d.", 0xBEEF);
         let mut buf = [0; MAX_KEY];
         let k = keyed(&req, &mut buf);
@@ -466,10 +474,30 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_lapses_with_an_entry_it_was_built_from_even_unanswered() {
+        let (bytes, _) = response("web.prod.d.", &[]);
+        let variant =
+            Variant::build(bytes, std::iter::empty(), &[entry("a", 5)], false, None).expect("kept");
+        let req = request("web.prod.d.", 1);
+        let mut buf = [0; MAX_KEY];
+        let k = keyed(&req, &mut buf);
+        assert!(
+            variant
+                .copy(k.request, k.qname_end, TTL, now(T0 + 4_000), false)
+                .is_some()
+        );
+        assert!(
+            variant
+                .copy(k.request, k.qname_end, TTL, now(T0 + 5_000), false)
+                .is_none()
+        );
+    }
+
+    #[test]
     fn shuffled_copies_keep_every_record_and_vary_the_order() {
         let es: Vec<_> = (0..10).map(|i| entry(&format!("e{i}"), 30 + i)).collect();
         let (bytes, recs) = response("web.prod.d.", &es);
-        let variant = Variant::build(bytes, recs.iter(), true, None).expect("cacheable");
+        let variant = Variant::build(bytes, recs.iter(), &[], true, None).expect("cacheable");
         assert!(
             !variant.needs_orders(),
             "address answers shuffle in the copy"
@@ -505,11 +533,11 @@ mod tests {
     fn mismatched_or_truncated_responses_are_not_kept() {
         let es = [entry("a", 30)];
         let (mut bytes, recs) = response("web.prod.d.", &es);
-        assert!(Variant::build(bytes.clone(), std::iter::empty(), false, None).is_none());
+        assert!(Variant::build(bytes.clone(), std::iter::empty(), &[], false, None).is_none());
         if let Some(flags) = bytes.get_mut(2) {
             *flags |= 0x02;
         }
-        assert!(Variant::build(bytes, recs.iter(), false, None).is_none());
+        assert!(Variant::build(bytes, recs.iter(), &[], false, None).is_none());
     }
 
     #[test]
@@ -520,7 +548,7 @@ mod tests {
         let req = request("web.prod.d.", 3);
         let mut buf = [0; MAX_KEY];
         let k = keyed(&req, &mut buf);
-        let v = Variant::build(bytes, recs.iter(), false, None).expect("cacheable");
+        let v = Variant::build(bytes, recs.iter(), &[], false, None).expect("cacheable");
         cache.insert(k.key, 7, v, false, Vec::new());
         assert!(cache.get(&k, 7, TTL, now(T0), false, || true).is_some());
         assert!(cache.get(&k, 8, TTL, now(T0), false, || true).is_none());
