@@ -11,7 +11,12 @@ use std::{
 use clap::{ArgAction, Parser};
 use ipnet::IpNet;
 
-use crate::{Error, api::TlsFiles};
+use skydns_api::Secret;
+
+use crate::{
+    Error,
+    api::{ApiLimits, TlsFiles},
+};
 
 /// Default DNS address (SkyDNS v1).
 pub const DEFAULT_DNS: &str = "127.0.0.1:53";
@@ -45,7 +50,7 @@ pub struct Cli {
     pub data: Option<PathBuf>,
     /// Shared secret the API requires in the Authorization header.
     #[arg(long, env = "SKYDNS_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Upstream nameservers (`IP[:port]`, comma-separated, repeatable) or a resolv.conf path.
     #[arg(long, env = "SKYDNS_NAMESERVER", action = ArgAction::Append)]
     pub nameserver: Vec<String>,
@@ -78,6 +83,17 @@ pub struct Cli {
     /// best when the load generator shares the machine's cores.
     #[arg(long, env = "SKYDNS_DNS_WORKERS", default_value_t = 1)]
     pub dns_workers: usize,
+    /// HTTP API connections open at once; more are closed as soon as they are accepted.
+    #[arg(long, env = "SKYDNS_API_MAX_CONNECTIONS", default_value_t = crate::api::limits::MAX_CONNECTIONS)]
+    pub api_max_connections: usize,
+    /// Time an API client has to send a request's headers, and a write's body
+    /// (Go duration); also closes keep-alive connections idle that long.
+    #[arg(long, env = "SKYDNS_API_TIMEOUT", default_value = "10s")]
+    pub api_timeout: String,
+    /// API writes (PUT, PATCH, DELETE) per second per client address, with
+    /// bursts of twice that; more get 429. 0: no limit.
+    #[arg(long, env = "SKYDNS_API_WRITE_RATE", default_value_t = crate::api::limits::WRITE_RATE)]
+    pub api_write_rate: u32,
     /// Answer A/AAAA records in a stable order instead of shuffling them.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub no_round_robin: bool,
@@ -157,7 +173,7 @@ pub struct Config {
     /// Directory of the embedded store (`None`: memory only).
     pub data_dir: Option<PathBuf>,
     /// API secret.
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Upstream nameservers; empty: forwarding off (outside names get REFUSED).
     pub nameservers: Vec<SocketAddr>,
     /// Time allowed to one upstream for one attempt.
@@ -176,6 +192,8 @@ pub struct Config {
     pub max_tcp_connections: usize,
     /// Threads answering DNS over UDP.
     pub dns_workers: usize,
+    /// Limits of the HTTP API (connections, timeouts, write rate).
+    pub api_limits: ApiLimits,
     /// Shuffle A/AAAA answers.
     pub round_robin: bool,
     /// API TLS files.
@@ -206,6 +224,7 @@ impl Config {
             write_timeout: Duration::from_secs(2),
             max_tcp_connections: 1000,
             dns_workers: 1,
+            api_limits: ApiLimits::default(),
             round_robin: true,
             tls: None,
             no_expire_ttl: 3600,
@@ -246,6 +265,7 @@ impl TryFrom<Cli> for Config {
             }
             all
         };
+        let api_limits = api_limits(&cli)?;
         let tls = match (cli.tls_key, cli.tls_pem) {
             (Some(key), Some(cert)) => Some(TlsFiles { cert, key }),
             _ => None,
@@ -269,12 +289,28 @@ impl TryFrom<Cli> for Config {
             write_timeout: parse_duration("wtimeout", &cli.wtimeout)?,
             max_tcp_connections: cli.max_tcp_connections.max(1),
             dns_workers: cli.dns_workers.clamp(1, 64),
+            api_limits,
             round_robin: !cli.no_round_robin,
             tls,
             no_expire_ttl: cli.no_expire_ttl,
             max_answer_ttl: cli.max_answer_ttl,
         })
     }
+}
+
+/// The API limits the flags ask for.
+fn api_limits(cli: &Cli) -> Result<ApiLimits, Error> {
+    let timeout = parse_duration("api-timeout", &cli.api_timeout)?;
+    if timeout.is_zero() {
+        return Err(Error::Config("-api-timeout must be more than 0".into()));
+    }
+    Ok(ApiLimits {
+        max_connections: cli.api_max_connections.max(1),
+        header_read_timeout: timeout,
+        body_read_timeout: timeout,
+        write_rate: cli.api_write_rate,
+        write_burst: cli.api_write_rate.saturating_mul(2),
+    })
 }
 
 /// Loopback, RFC 1918, link-local and ULA: hosts and containers on this machine.

@@ -179,12 +179,19 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         Ok(())
     });
 
-    let app = api::router(
+    let app = api::router_with_limits(
         registry.clone(),
         Arc::clone(&metrics),
-        config.secret.clone(),
+        config.secret.as_ref().map(|s| s.expose().to_owned()),
+        &config.api_limits,
     );
-    tasks.spawn(api::serve(http, app, tls, token.child_token()));
+    tasks.spawn(api::serve_with_limits(
+        http,
+        app,
+        tls,
+        token.child_token(),
+        config.api_limits.clone(),
+    ));
 
     if let Some(forwarder) = forwarder {
         let t = token.child_token();

@@ -350,15 +350,7 @@ mod tests {
     };
 
     async fn app() -> Router {
-        let metrics = Arc::new(Metrics::new());
-        let options = RegistryOptions {
-            domain: "skydns.local".into(),
-            no_expire_ttl: 3600,
-        };
-        let (registry, _) = Registry::open(Arc::new(MemoryStore), options, Arc::clone(&metrics))
-            .await
-            .expect("opens");
-        router(registry, metrics, None)
+        limited_app(ApiLimits::default()).await
     }
 
     fn documented() -> BTreeSet<(String, String)> {

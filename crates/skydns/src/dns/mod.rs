@@ -196,6 +196,12 @@ impl DnsHandler {
             self.count(RecordType::Unknown(0), ResponseCode::FormErr, start);
             return Step::Done(Some(formerr(&header)));
         }
+        if header.counts.queries > 0 && wire::question_name_end(request).is_none() {
+            // A compressed or overlong question name: hickory would echo it
+            // verbatim, and a pointer into the header makes the reply unparseable.
+            self.count(RecordType::Unknown(0), ResponseCode::FormErr, start);
+            return Step::Done(Some(formerr(&header)));
+        }
         let parsed = match Request::from_bytes(request.to_vec(), src, protocol) {
             Ok(parsed) => parsed,
             Err(e) => {

@@ -56,10 +56,7 @@ pub fn key<'a>(request: &'a [u8], buf: &'a mut [u8; MAX_KEY]) -> Option<Keyed<'a
     if request.len() > MAX_KEY || request.len() <= HEADER_LEN {
         return None;
     }
-    let mut decoder = BinDecoder::new(request);
-    decoder.read_slice(HEADER_LEN).ok()?;
-    Name::read(&mut decoder).ok()?;
-    let qname_end = decoder.index();
+    let qname_end = question_name_end(request)?;
     let key = buf.get_mut(..request.len() - 2)?;
     key.copy_from_slice(request.get(2..)?);
     key.get_mut(HEADER_LEN - 2..qname_end - 2)?
@@ -69,6 +66,27 @@ pub fn key<'a>(request: &'a [u8], buf: &'a mut [u8; MAX_KEY]) -> Option<Keyed<'a
         qname_end,
         request,
     })
+}
+
+/// Where the first question's name ends when it is written out label by
+/// label. `None` for a compression pointer (the question has no earlier name
+/// to point to, so a pointer there aims into the header or loops), a reserved
+/// label type, or a name longer than 255 bytes or than the message.
+pub fn question_name_end(request: &[u8]) -> Option<usize> {
+    let mut at = HEADER_LEN;
+    loop {
+        let len = usize::from(*request.get(at)?);
+        if len & 0xC0 != 0 {
+            return None;
+        }
+        at += 1 + len;
+        if at - HEADER_LEN > 255 {
+            return None;
+        }
+        if len == 0 {
+            return (at <= request.len()).then_some(at);
+        }
+    }
 }
 
 /// What a TTL field counts down from.
@@ -556,5 +574,25 @@ mod tests {
             cache.get(&k, 7, TTL, now(T0), false, || true).is_none(),
             "gone"
         );
+    }
+
+    #[test]
+    fn question_names_with_pointers_or_overlong_are_refused() {
+        let header = [0u8; 12];
+        let plain = [&header[..], b"\x03web\x05local\x00\x00\x01\x00\x01"].concat();
+        assert_eq!(question_name_end(&plain), Some(12 + 11));
+        let pointer = [&header[..], b"\xc0\x02\x00\x01\x00\x01"].concat();
+        assert_eq!(question_name_end(&pointer), None);
+        let reserved = [&header[..], b"\x43abc\x00"].concat();
+        assert_eq!(question_name_end(&reserved), None);
+        let cut = [&header[..], b"\x03we"].concat();
+        assert_eq!(question_name_end(&cut), None);
+        let mut long = header.to_vec();
+        for _ in 0..5 {
+            long.push(63);
+            long.extend([b'a'; 63]);
+        }
+        long.push(0);
+        assert_eq!(question_name_end(&long), None, "321 bytes is over 255");
     }
 }
