@@ -2,7 +2,7 @@
 # REST API benchmark of the release `skydns` with the embedded store (issue 6):
 # 64 concurrent clients over loopback HTTP register services (PUT, each
 # acknowledged only once durable), then send heartbeats (PATCH), then delete
-# them (DELETE). Prints a table and writes it into docs/performance-api.md
+# them (DELETE). Prints a table and writes it into docs/performance.md
 # between the `bench-api` markers (the rest of the file is left alone).
 #
 #   scripts/bench-api.sh                          # 3 rounds, 20,000 services
@@ -25,7 +25,7 @@ CLIENTS="${BENCH_CLIENTS:-64}"
 LIMIT="${BENCH_SECONDS:-60}"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 SKYDNS_BIN="${BENCH_SKYDNS:-$TARGET/skydns}"
-DOC="$ROOT/docs/performance-api.md"
+DOC="$ROOT/docs/performance.md"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -163,6 +163,6 @@ text = re.sub(r"<!-- bench-api:begin -->.*?<!-- bench-api:end -->", lambda _: se
 open(path, "w").write(text)
 PY
 else
-    printf '# REST API performance\n\n%s\n' "$SECTION" >"$DOC"
+    printf "\n%s\n" "$SECTION" >>"$DOC"
 fi
 log "wrote $DOC"
