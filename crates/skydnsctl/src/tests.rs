@@ -125,7 +125,10 @@ fn single_dash_flags_work() {
         "60",
     ]);
     assert_eq!(c.url, "http://127.0.0.1:9");
-    assert_eq!(c.secret.as_ref().map(skydns_api::Secret::expose), Some("s3"));
+    assert_eq!(
+        c.secret.as_ref().map(skydns_api::Secret::expose),
+        Some("s3")
+    );
     assert!(c.json);
     assert_eq!(c.timeout, Duration::from_millis(1500));
     assert!(matches!(c.command, Command::Heartbeat { ref uuid, ttl: 60 } if uuid == "x"));
