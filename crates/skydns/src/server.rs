@@ -190,7 +190,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         app,
         tls,
         token.child_token(),
-        config.api_limits.clone(),
+        config.api_limits,
     ));
 
     if let Some(forwarder) = forwarder {
