@@ -28,6 +28,8 @@ use crate::{
 
 /// How many times to look for a port free for both UDP and TCP when port 0 is asked.
 const PORT_TRIES: usize = 32;
+/// Connections the kernel queues for the TCP DNS accept loop.
+const TCP_BACKLOG: i32 = 4096;
 
 /// A running skydns.
 #[derive(Debug)]
@@ -257,13 +259,26 @@ async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, tokio::net::TcpListene
             .await
             .map_err(|e| Error::bind("DNS (udp)", addr, e, "dns"))?;
         let bound = udp.local_addr()?;
-        match tokio::net::TcpListener::bind(bound).await {
+        match listen_tcp(bound) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last = Some((bound, e)),
         }
     }
     let (bound, e) = last.unwrap_or((addr, std::io::Error::other("no free port")));
     Err(Error::bind("DNS (tcp)", bound, e, "dns"))
+}
+
+/// A TCP listener on `addr` with a deep accept queue ([`TCP_BACKLOG`], the
+/// kernel caps it at `net.core.somaxconn`), so a burst of connections is
+/// queued for the accept loop instead of dropped.
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(TCP_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(socket.into())
 }
 
 /// Runs a server until `shutdown` completes (a signal, say), then stops it.

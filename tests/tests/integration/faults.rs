@@ -168,11 +168,19 @@ async fn five_thousand_idle_tcp_dns_connections_do_not_lock_out_new_clients() {
     let within = SETTLE * 3;
     let all_closed =
         skydns_tests::eventually(within, || async { idle.iter().all(is_closed_by_peer) }).await;
-    let still_open = idle.iter().filter(|s| !is_closed_by_peer(s)).count();
-    assert!(
-        all_closed,
-        "{still_open} idle connections are still open after {within:?}"
-    );
+    if !all_closed {
+        // A connection the kernel dropped from a full accept queue looks
+        // established to the client but never reached skydns: asked a
+        // question, it gets a reset. One that skydns still holds answers.
+        let open: Vec<_> = idle.iter().filter(|s| !is_closed_by_peer(s)).collect();
+        let held = open.iter().filter(|s| answers_a_query(s)).count();
+        assert_eq!(
+            held,
+            0,
+            "{held} of {} idle connections still open after {within:?} are held by skydns",
+            open.len()
+        );
+    }
     expect_fds_back(
         &sky,
         baseline,
@@ -369,4 +377,27 @@ async fn a_flood_of_garbage_udp_does_not_stop_normal_answers() {
         a_records(&sky.query(name, RecordType::A).await),
         ["10.9.9.9"]
     );
+}
+
+/// Whether the server end of `stream` answers a DNS question over it (a
+/// connection it holds) rather than resetting it or staying silent for 2 s.
+fn answers_a_query(stream: &&std::net::TcpStream) -> bool {
+    use std::io::{Read as _, Write as _};
+    let query = skydns_tests::query_message("skydns.local.", RecordType::SOA, None);
+    let Ok(bytes) = query.to_vec() else {
+        return false;
+    };
+    let Ok(len) = u16::try_from(bytes.len()) else {
+        return false;
+    };
+    let mut s = *stream;
+    if s.set_nonblocking(false).is_err()
+        || s.set_read_timeout(Some(Duration::from_secs(2))).is_err()
+        || s.write_all(&len.to_be_bytes()).is_err()
+        || s.write_all(&bytes).is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 2];
+    matches!(s.read(&mut buf), Ok(n) if n > 0)
 }
