@@ -12,6 +12,7 @@
 
 mod index;
 pub mod name;
+mod record;
 pub(crate) mod tasks;
 mod validate;
 
@@ -35,7 +36,8 @@ use crate::{
     store::{Op, Store, StoreError, StoredService},
 };
 use index::Index;
-pub use name::{Pattern, ServiceLabels};
+pub use name::{Interner, Pattern, ServiceLabels};
+pub use record::ServiceRecord;
 
 /// Per-uuid write locks (a power of two).
 const STRIPES: usize = 1024;
@@ -81,8 +83,9 @@ pub struct RegistryOptions {
 /// One registered service.
 #[derive(Debug)]
 pub struct Entry {
-    /// The service as registered (`uuid` set; `ttl` is the TTL last given).
-    pub service: Service,
+    /// The service as registered (`uuid` set; `ttl` is the TTL last given),
+    /// compact; [`Entry::view`] gives the API's form.
+    pub service: ServiceRecord,
     /// Its DNS labels, lowercase.
     pub labels: ServiceLabels,
     /// Host parsed as an IP, when it is one.
@@ -92,24 +95,34 @@ pub struct Entry {
     /// with `add_callback` is never lost on a stale copy.
     callbacks: Mutex<Vec<Callback>>,
     expires_ms: AtomicU64,
-    /// The uuid, shared with the maps that key on it.
-    id: Arc<str>,
 }
 
 impl Entry {
-    fn new(service: Service, expires_ms: u64, callbacks: Vec<Callback>) -> Self {
-        let s = &service;
-        let labels = ServiceLabels::new(
-            &s.uuid,
-            s.host.trim_end_matches('.'),
-            &s.region,
-            &s.version,
-            &s.name,
-            &s.environment,
-        );
+    fn new(
+        service: Service,
+        expires_ms: u64,
+        callbacks: Vec<Callback>,
+        interner: &Interner,
+    ) -> Self {
         let ip = service.host.parse().ok();
+        let service = ServiceRecord::new(service, interner);
+        let s = &service;
+        let labels = ServiceLabels([
+            interner.label(&s.environment),
+            interner.label(&s.name),
+            interner.label(&s.version),
+            interner.label(&s.region),
+            Arc::from(name::to_label(s.host.trim_end_matches('.'))),
+            {
+                let label = name::to_label(&s.uuid);
+                if *label == *s.uuid {
+                    Arc::clone(&s.uuid)
+                } else {
+                    Arc::from(label)
+                }
+            },
+        ]);
         Self {
-            id: Arc::from(service.uuid.as_str()),
             labels,
             ip,
             callbacks: Mutex::new(callbacks),
@@ -121,7 +134,7 @@ impl Entry {
     /// An entry for unit tests elsewhere in the crate.
     #[cfg(test)]
     pub(crate) fn new_for_test(service: Service, expires_ms: u64) -> Self {
-        Self::new(service, expires_ms, Vec::new())
+        Self::new(service, expires_ms, Vec::new(), &Interner::default())
     }
 
     /// Deadline in milliseconds since the Unix epoch ([`NEVER`] for NoExpire).
@@ -145,7 +158,7 @@ impl Entry {
 
     /// The service as the API shows it: remaining TTL and `Expires` filled in.
     pub fn view(&self, now_ms: u64) -> Service {
-        let mut s = self.service.clone();
+        let mut s = self.service.to_service();
         match self.remaining_secs(now_ms) {
             Some(left) => {
                 s.ttl = left;
@@ -163,7 +176,7 @@ impl Entry {
 
     fn stored(&self) -> StoredService {
         StoredService {
-            service: self.service.clone(),
+            service: self.service.to_service(),
             expires_ms: self.expires_ms(),
             callbacks: self.callbacks(),
         }
@@ -234,6 +247,8 @@ struct Inner {
     /// callbacks, both changed in place.
     entries: DashMap<Arc<str>, Arc<Entry>>,
     index: Index,
+    /// Shares the values that repeat across services (names, versions...).
+    interner: Interner,
     store: Arc<dyn Store>,
     /// Writers that touch one uuid (register, remove) hold it shared plus
     /// that uuid's stripe; writers that touch many (callbacks, expiry, the
@@ -289,6 +304,7 @@ impl Registry {
             inner: Arc::new(Inner {
                 entries: DashMap::new(),
                 index: Index::default(),
+                interner: Interner::default(),
                 store,
                 writes: tokio::sync::RwLock::new(()),
                 stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -340,6 +356,7 @@ impl Registry {
                 record.service,
                 record.expires_ms,
                 record.callbacks,
+                &self.inner.interner,
             ));
             report.restored += 1;
         }
@@ -383,7 +400,7 @@ impl Registry {
         if self.get_entry(uuid).is_some() {
             return Err(RegistryError::Conflict(uuid.to_string()));
         }
-        let entry = Entry::new(service, expires_ms, Vec::new());
+        let entry = Entry::new(service, expires_ms, Vec::new(), &self.inner.interner);
         self.inner.store.put(vec![entry.stored()]).await?;
         if let Some(old) = self.inner.entries.get(uuid).map(|e| Arc::clone(e.value())) {
             // An expired entry the reaper has not purged yet: replace it quietly.
@@ -417,9 +434,9 @@ impl Registry {
         // on popping it the reaper re-files a still-live entry at its current
         // deadline. So only a deadline moved earlier needs a new item.
         if deadline < previous {
-            self.push_deadline(deadline, Arc::clone(&entry.id));
+            self.push_deadline(deadline, Arc::clone(&entry.service.uuid));
         }
-        lock(&self.inner.dirty).insert(Arc::clone(&entry.id), deadline);
+        lock(&self.inner.dirty).insert(Arc::clone(&entry.service.uuid), deadline);
         if self.inner.changes.receiver_count() > 0 {
             let now = now_ms();
             self.notify("heartbeat", entry.view(now), now);
@@ -500,7 +517,7 @@ impl Registry {
         let records = updated
             .iter()
             .map(|(e, callbacks)| StoredService {
-                service: e.service.clone(),
+                service: e.service.to_service(),
                 expires_ms: e.expires_ms(),
                 callbacks: callbacks.clone(),
             })
@@ -521,10 +538,13 @@ impl Registry {
     /// Live services matching `pattern`, in no particular order.
     pub fn lookup(&self, pattern: &Pattern) -> Vec<Arc<Entry>> {
         let now = now_ms();
-        match self.inner.index.candidates(pattern) {
-            Some(ids) => ids
-                .iter()
-                .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
+        let candidates = match pattern.at(name::pos::UUID) {
+            Some(uuid) => Some(self.uuid_candidates(uuid)),
+            None => self.inner.index.candidates(pattern),
+        };
+        match candidates {
+            Some(found) => found
+                .into_iter()
                 .filter(|e| e.is_live(now) && pattern.matches(&e.labels))
                 .collect(),
             None => self
@@ -537,14 +557,23 @@ impl Registry {
         }
     }
 
+    /// Entries (live or not) whose uuid label is `label`: the one registered
+    /// under that very uuid, and those whose uuid only spells it otherwise.
+    fn uuid_candidates(&self, label: &str) -> Vec<Arc<Entry>> {
+        let mut found = self.inner.index.with_uuid(label);
+        if let Some(e) = self.inner.entries.get(label)
+            && index::uuid_is_label(e.value())
+        {
+            found.push(Arc::clone(e.value()));
+        }
+        found
+    }
+
     /// Live services whose uuid, as a DNS label, is `label` (for `<uuid>.<domain>`).
     pub fn by_uuid_label(&self, label: &str) -> Vec<Arc<Entry>> {
         let now = now_ms();
-        self.inner
-            .index
-            .with_uuid(label)
-            .iter()
-            .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
+        self.uuid_candidates(label)
+            .into_iter()
             .filter(|e| e.is_live(now))
             .collect()
     }
@@ -555,8 +584,7 @@ impl Registry {
         self.inner
             .index
             .with_ip(ip)
-            .iter()
-            .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
+            .into_iter()
             .filter(|e| e.is_live(now))
             .collect()
     }
@@ -568,7 +596,7 @@ impl Registry {
     }
 
     /// Number of live services per value of `field` (regions, environments).
-    pub fn counts(&self, field: impl Fn(&Service) -> &str) -> BTreeMap<String, u64> {
+    pub fn counts(&self, field: impl Fn(&ServiceRecord) -> &str) -> BTreeMap<String, u64> {
         let now = now_ms();
         let mut out = BTreeMap::new();
         for e in &self.inner.entries {
@@ -614,10 +642,11 @@ impl Registry {
     }
 
     fn apply(&self, entry: Entry) {
-        let id = Arc::clone(&entry.id);
+        let id = Arc::clone(&entry.service.uuid);
         let deadline = entry.expires_ms();
-        self.inner.index.insert(&id, &entry.labels, entry.ip);
-        self.inner.entries.insert(Arc::clone(&id), Arc::new(entry));
+        let entry = Arc::new(entry);
+        self.inner.index.insert(&entry);
+        self.inner.entries.insert(Arc::clone(&id), entry);
         if deadline != NEVER {
             self.push_deadline(deadline, id);
         }
@@ -628,10 +657,13 @@ impl Registry {
         self.touch_serial();
     }
 
-    fn unapply(&self, entry: &Entry) {
-        let uuid = entry.service.uuid.as_str();
-        self.inner.entries.remove(uuid);
-        self.inner.index.remove(uuid, &entry.labels, entry.ip);
+    fn unapply(&self, entry: &Arc<Entry>) {
+        let uuid = &*entry.service.uuid;
+        self.inner
+            .entries
+            .remove_if(uuid, |_, held| Arc::ptr_eq(held, entry));
+        self.inner.index.remove(entry);
+        self.inner.interner.release();
         lock(&self.inner.dirty).remove(uuid);
         self.inner
             .metrics

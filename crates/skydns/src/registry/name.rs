@@ -6,7 +6,11 @@
 //! positions 0 and 1. Labels are compared in lowercase; dots in Version and
 //! Host (and colons of IPv6 hosts) become hyphens.
 
-use std::fmt;
+use std::{
+    collections::HashSet,
+    fmt,
+    sync::{Arc, Mutex},
+};
 
 /// Number of labels in a full service name under the domain.
 pub const DEPTH: usize = 6;
@@ -28,19 +32,23 @@ pub mod pos {
 }
 
 /// The six DNS labels of one service, lowercase, in right-to-left order.
+///
+/// Labels are shared (`Arc<str>`): the four that repeat across services
+/// (environment, service, version, region) come from an [`Interner`], so
+/// 100,000 services over 10,000 names hold each name once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ServiceLabels(pub [Box<str>; DEPTH]);
+pub struct ServiceLabels(pub [Arc<str>; DEPTH]);
 
 impl ServiceLabels {
     /// Derives the labels from a service's fields.
     pub fn new(uuid: &str, host: &str, region: &str, version: &str, name: &str, env: &str) -> Self {
         Self([
-            to_label(env),
-            to_label(name),
-            to_label(version),
-            to_label(region),
-            to_label(host),
-            to_label(uuid),
+            to_label(env).into(),
+            to_label(name).into(),
+            to_label(version).into(),
+            to_label(region).into(),
+            to_label(host).into(),
+            to_label(uuid).into(),
         ])
     }
 
@@ -75,6 +83,72 @@ pub fn to_label(field: &str) -> Box<str> {
         })
         .collect::<String>()
         .into_boxed_str()
+}
+
+/// Shares equal strings: one `Arc<str>` per distinct value in use.
+///
+/// Values nobody holds any more are dropped now and then (after as many
+/// releases as there are values), so the set stays the size of what is
+/// registered.
+#[derive(Debug, Default)]
+pub struct Interner(Mutex<Interned>);
+
+#[derive(Debug, Default)]
+struct Interned {
+    set: HashSet<Arc<str>>,
+    released: usize,
+}
+
+impl Interner {
+    /// The shared copy of `value`.
+    pub fn get(&self, value: &str) -> Arc<str> {
+        let mut inner = self.lock();
+        if let Some(shared) = inner.set.get(value) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(value);
+        inner.set.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// The shared label of `field` ([`to_label`]); the field's own shared
+    /// copy when it is a label already.
+    pub fn label(&self, field: &Arc<str>) -> Arc<str> {
+        let label = to_label(field);
+        if *label == **field {
+            Arc::clone(field)
+        } else {
+            self.get(&label)
+        }
+    }
+
+    /// Notes that a holder of shared values went away; sweeps the values
+    /// nobody else holds once releases outnumber the values.
+    pub fn release(&self) {
+        let mut inner = self.lock();
+        inner.released = inner.released.saturating_add(1);
+        if inner.released > inner.set.len() {
+            inner.released = 0;
+            inner.set.retain(|v| Arc::strong_count(v) > 1);
+            inner.set.shrink_to_fit();
+        }
+    }
+
+    /// Number of distinct values held.
+    pub fn len(&self) -> usize {
+        self.lock().set.len()
+    }
+
+    /// True when no value is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Interned> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// A query under the domain: one entry per label, right to left; `None` is a
@@ -207,6 +281,22 @@ mod tests {
             assert!(!Pattern::parse(q).expect("parses").matches(&l), "{q}");
         }
         assert!(Pattern::parse("a.b.c.d.e.f.g").is_none());
+    }
+
+    #[test]
+    fn the_interner_shares_values_and_forgets_unused_ones() {
+        let interner = Interner::default();
+        let a = interner.get("web");
+        let b = interner.get("web");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(&interner.label(&a), &a), "already a label");
+        let v = interner.get("1.0");
+        assert_eq!(&*interner.label(&v), "1-0");
+        drop((a, b, v));
+        for _ in 0..4 {
+            interner.release();
+        }
+        assert!(interner.is_empty(), "{}", interner.len());
     }
 
     #[test]

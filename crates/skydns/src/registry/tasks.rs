@@ -80,7 +80,7 @@ async fn purge_expired(registry: &Registry) {
     }
     let ops = expired
         .iter()
-        .map(|e| Op::Remove(e.service.uuid.clone()))
+        .map(|e| Op::Remove(e.service.uuid.to_string()))
         .collect();
     if let Err(e) = inner.store.commit(ops).await {
         // Memory is purged anyway: a stale record on disk is expired by its
