@@ -1,8 +1,8 @@
 //! Secondary indexes that let a query find its services without scanning
 //! unrelated ones.
 //!
-//! Every service is filed under its name suffixes up to the region
-//! (`production`, `web.production`, ...), under each (position, label) pair
+//! Every service is filed under its name suffixes of one and two labels
+//! (`production`, `web.production`), under each (position, label) pair
 //! of positions 1 to 3 (position 0 is the depth-1 suffix already), under its
 //! uuid label when that differs from its uuid (otherwise the registry's own
 //! map finds it), and under its address. A query without wildcards is one
@@ -36,11 +36,16 @@ use super::{
     name::{Pattern, pos},
 };
 
-/// Deepest suffix indexed: `<region>.<version>.<service>.<environment>`.
-/// Host and uuid labels are (nearly) unique per service, so indexing the two
-/// deeper suffixes would cost two map entries per service for nothing: a
-/// deeper query starts from its depth-4 suffix (or the uuid) and filters.
-const SUFFIX_DEPTH: usize = 4;
+/// Deepest suffix indexed: `<service>.<environment>`. Deeper suffixes
+/// (version, region, host, uuid) nearly always name a handful of services of
+/// one `<service>.<environment>`, so filing them would cost a key and a set
+/// per service for little: a deeper query starts from the smallest of its
+/// depth-2 suffix and its version and region labels, and filters.
+const SUFFIX_DEPTH: usize = 2;
+
+/// Positions filed by label (service, version, region), for queries with
+/// wildcards and deep ones.
+const LABEL_DEPTH: usize = 4;
 
 /// An entry in a set, hashed and compared by address: the registry files
 /// and unfiles the very `Arc` it holds.
@@ -155,8 +160,11 @@ pub(crate) struct Index {
     /// uuid label → services whose uuid differs from its label (uppercase,
     /// dots); the others are found by uuid in the registry's map.
     by_uuid: DashMap<Box<str>, Ids>,
-    /// Host address → services (PTR).
-    by_ip: DashMap<IpAddr, Ids>,
+    /// Host IPv4 address → services (PTR); keyed by the bare number so a
+    /// slot is 24 bytes, not 40.
+    by_v4: DashMap<u32, Ids>,
+    /// Host IPv6 address → services (PTR).
+    by_v6: DashMap<u128, Ids>,
 }
 
 impl Index {
@@ -165,14 +173,16 @@ impl Index {
         for depth in 1..=SUFFIX_DEPTH {
             add(&self.by_suffix, labels.suffix(depth).into(), entry);
         }
-        for (pos, label) in labels.0.iter().enumerate().take(SUFFIX_DEPTH).skip(1) {
+        for (pos, label) in labels.0.iter().enumerate().take(LABEL_DEPTH).skip(1) {
             add(&self.by_label, (pos_u8(pos), label.clone()), entry);
         }
         if !uuid_is_label(entry) {
             add(&self.by_uuid, labels.at(pos::UUID).into(), entry);
         }
-        if let Some(ip) = entry.ip {
-            add(&self.by_ip, ip, entry);
+        match entry.ip {
+            Some(IpAddr::V4(ip)) => add(&self.by_v4, ip.to_bits(), entry),
+            Some(IpAddr::V6(ip)) => add(&self.by_v6, ip.to_bits(), entry),
+            None => {}
         }
     }
 
@@ -181,14 +191,16 @@ impl Index {
         for depth in 1..=SUFFIX_DEPTH {
             drop_id(&self.by_suffix, &labels.suffix(depth).into(), entry);
         }
-        for (pos, label) in labels.0.iter().enumerate().take(SUFFIX_DEPTH).skip(1) {
+        for (pos, label) in labels.0.iter().enumerate().take(LABEL_DEPTH).skip(1) {
             drop_id(&self.by_label, &(pos_u8(pos), label.clone()), entry);
         }
         if !uuid_is_label(entry) {
             drop_id(&self.by_uuid, &labels.at(pos::UUID).into(), entry);
         }
-        if let Some(ip) = entry.ip {
-            drop_id(&self.by_ip, &ip, entry);
+        match entry.ip {
+            Some(IpAddr::V4(ip)) => drop_id(&self.by_v4, &ip.to_bits(), entry),
+            Some(IpAddr::V6(ip)) => drop_id(&self.by_v6, &ip.to_bits(), entry),
+            None => {}
         }
     }
 
@@ -216,7 +228,7 @@ impl Index {
             let ids = ids_of(&self.by_suffix, &pattern.suffix(concrete).into());
             (ids.len(), ids)
         });
-        for pos in concrete..pattern.depth().min(SUFFIX_DEPTH) {
+        for pos in concrete..pattern.depth().min(LABEL_DEPTH) {
             let Some(label) = pattern.at(pos) else {
                 continue;
             };
@@ -237,15 +249,28 @@ impl Index {
         ids_of(&self.by_uuid, &Box::<str>::from(label))
     }
 
-    /// True when some service's name ends in this suffix of at most four
-    /// labels (the name exists, possibly with no record of the asked type).
+    /// True when some service's name ends in this suffix (the name exists,
+    /// possibly with no record of the asked type), whatever its deadline.
     pub(crate) fn has_suffix(&self, suffix: &str) -> bool {
-        self.by_suffix.contains_key(suffix)
+        let suffix = suffix.trim_end_matches('.');
+        if suffix.split('.').count() <= SUFFIX_DEPTH {
+            return self.by_suffix.contains_key(suffix);
+        }
+        let Some(pattern) = Pattern::parse(suffix) else {
+            return false;
+        };
+        match self.candidates(&pattern) {
+            Some(found) => found.iter().any(|e| pattern.matches(&e.labels)),
+            None => false,
+        }
     }
 
     /// Entries whose Host is `ip`.
     pub(crate) fn with_ip(&self, ip: IpAddr) -> Vec<Arc<Entry>> {
-        ids_of(&self.by_ip, &ip)
+        match ip {
+            IpAddr::V4(ip) => ids_of(&self.by_v4, &ip.to_bits()),
+            IpAddr::V6(ip) => ids_of(&self.by_v6, &ip.to_bits()),
+        }
     }
 }
 

@@ -239,13 +239,39 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// An entry as the key of the registry's map, hashed and compared by its
+/// uuid: the map stores one pointer per service instead of a uuid and a
+/// pointer.
+#[derive(Debug)]
+pub(crate) struct ByUuid(pub(crate) Arc<Entry>);
+
+impl std::hash::Hash for ByUuid {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (*self.0.service.uuid).hash(state);
+    }
+}
+
+impl PartialEq for ByUuid {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.service.uuid == other.0.service.uuid
+    }
+}
+
+impl Eq for ByUuid {}
+
+impl std::borrow::Borrow<str> for ByUuid {
+    fn borrow(&self) -> &str {
+        &self.0.service.uuid
+    }
+}
+
 /// A min-heap of (deadline in ms, uuid).
 type Deadlines = BinaryHeap<Reverse<(u64, Arc<str>)>>;
 
 struct Inner {
     /// uuid → entry. Entries are immutable but for their deadline and their
     /// callbacks, both changed in place.
-    entries: DashMap<Arc<str>, Arc<Entry>>,
+    entries: DashMap<ByUuid, ()>,
     index: Index,
     /// Shares the values that repeat across services (names, versions...).
     interner: Interner,
@@ -402,7 +428,7 @@ impl Registry {
         }
         let entry = Entry::new(service, expires_ms, Vec::new(), &self.inner.interner);
         self.inner.store.put(vec![entry.stored()]).await?;
-        if let Some(old) = self.inner.entries.get(uuid).map(|e| Arc::clone(e.value())) {
+        if let Some(old) = self.inner.entries.get(uuid).map(|e| Arc::clone(&e.key().0)) {
             // An expired entry the reaper has not purged yet: replace it quietly.
             self.unapply(&old);
         }
@@ -551,7 +577,7 @@ impl Registry {
                 .inner
                 .entries
                 .iter()
-                .map(|e| Arc::clone(e.value()))
+                .map(|e| Arc::clone(&e.key().0))
                 .filter(|e| e.is_live(now) && pattern.matches(&e.labels))
                 .collect(),
         }
@@ -562,9 +588,9 @@ impl Registry {
     fn uuid_candidates(&self, label: &str) -> Vec<Arc<Entry>> {
         let mut found = self.inner.index.with_uuid(label);
         if let Some(e) = self.inner.entries.get(label)
-            && index::uuid_is_label(e.value())
+            && index::uuid_is_label(&e.key().0)
         {
-            found.push(Arc::clone(e.value()));
+            found.push(Arc::clone(&e.key().0));
         }
         found
     }
@@ -600,6 +626,7 @@ impl Registry {
         let now = now_ms();
         let mut out = BTreeMap::new();
         for e in &self.inner.entries {
+            let e = &e.key().0;
             if e.is_live(now) {
                 *out.entry(field(&e.service).to_string()).or_insert(0) += 1;
             }
@@ -637,7 +664,7 @@ impl Registry {
             .inner
             .entries
             .get(uuid)
-            .map(|e| Arc::clone(e.value()))?;
+            .map(|e| Arc::clone(&e.key().0))?;
         e.is_live(now_ms()).then_some(e)
     }
 
@@ -646,7 +673,9 @@ impl Registry {
         let deadline = entry.expires_ms();
         let entry = Arc::new(entry);
         self.inner.index.insert(&entry);
-        self.inner.entries.insert(Arc::clone(&id), entry);
+        // A map keeps the old key on insert: drop any stale one first.
+        self.inner.entries.remove(&*id);
+        self.inner.entries.insert(ByUuid(entry), ());
         if deadline != NEVER {
             self.push_deadline(deadline, id);
         }
@@ -661,7 +690,7 @@ impl Registry {
         let uuid = &*entry.service.uuid;
         self.inner
             .entries
-            .remove_if(uuid, |_, held| Arc::ptr_eq(held, entry));
+            .remove_if(uuid, |held, ()| Arc::ptr_eq(&held.0, entry));
         self.inner.index.remove(entry);
         self.inner.interner.release();
         lock(&self.inner.dirty).remove(uuid);

@@ -61,7 +61,7 @@ async fn purge_expired(registry: &Registry) {
     let now = now_ms();
     let mut expired: Vec<Arc<super::Entry>> = Vec::new();
     for id in due {
-        let Some(entry) = inner.entries.get(&id).map(|e| Arc::clone(e.value())) else {
+        let Some(entry) = inner.entries.get(&*id).map(|e| Arc::clone(&e.key().0)) else {
             continue;
         };
         if entry.is_live(now) {
