@@ -33,7 +33,7 @@ use dashmap::DashMap;
 
 use super::{
     Entry,
-    name::{Pattern, pos},
+    name::{Pattern, Shared, pos},
 };
 
 /// Deepest suffix indexed: `<service>.<environment>`. Deeper suffixes
@@ -156,7 +156,7 @@ pub(crate) struct Index {
     by_suffix: DashMap<Box<str>, Ids>,
     /// (position, label) → services, positions 1 to 3, for wildcard queries;
     /// the labels are the entries' own shared ones.
-    by_label: DashMap<(u8, Arc<str>), Ids>,
+    by_label: DashMap<(u8, Shared), Ids>,
     /// uuid label → services whose uuid differs from its label (uppercase,
     /// dots); the others are found by uuid in the registry's map.
     by_uuid: DashMap<Box<str>, Ids>,
@@ -173,7 +173,7 @@ impl Index {
         for depth in 1..=SUFFIX_DEPTH {
             add(&self.by_suffix, labels.suffix(depth).into(), entry);
         }
-        for (pos, label) in labels.0.iter().enumerate().take(LABEL_DEPTH).skip(1) {
+        for (pos, label) in labels.shared().iter().enumerate().take(LABEL_DEPTH).skip(1) {
             add(&self.by_label, (pos_u8(pos), label.clone()), entry);
         }
         if !uuid_is_label(entry) {
@@ -191,7 +191,7 @@ impl Index {
         for depth in 1..=SUFFIX_DEPTH {
             drop_id(&self.by_suffix, &labels.suffix(depth).into(), entry);
         }
-        for (pos, label) in labels.0.iter().enumerate().take(LABEL_DEPTH).skip(1) {
+        for (pos, label) in labels.shared().iter().enumerate().take(LABEL_DEPTH).skip(1) {
             drop_id(&self.by_label, &(pos_u8(pos), label.clone()), entry);
         }
         if !uuid_is_label(entry) {
@@ -206,12 +206,12 @@ impl Index {
 
     /// How many services are filed under the label at `pos` (position 0 is
     /// the depth-1 suffix).
-    fn count_at(&self, pos: usize, label: &str) -> (usize, Option<(u8, Arc<str>)>) {
+    fn count_at(&self, pos: usize, label: &str) -> (usize, Option<(u8, Shared)>) {
         if pos == pos::ENVIRONMENT {
             let size = self.by_suffix.get(label).map_or(0, |ids| ids.len());
             return (size, None);
         }
-        let key = (pos_u8(pos), Arc::<str>::from(label));
+        let key = (pos_u8(pos), Shared::new(label));
         let size = self.by_label.get(&key).map_or(0, |ids| ids.len());
         (size, Some(key))
     }

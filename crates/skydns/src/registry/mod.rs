@@ -36,7 +36,7 @@ use crate::{
     store::{Op, Store, StoreError, StoredService},
 };
 use index::Index;
-pub use name::{Interner, Pattern, ServiceLabels};
+pub use name::{Interner, Pattern, ServiceLabels, Shared};
 pub use record::ServiceRecord;
 
 /// Per-uuid write locks (a power of two).
@@ -90,29 +90,25 @@ pub struct Entry {
     pub labels: ServiceLabels,
     /// Host parsed as an IP, when it is one.
     pub ip: Option<IpAddr>,
-    /// Callbacks to notify on removal.
     /// Changed in place (not by replacing the `Arc`), so a heartbeat racing
-    /// with `add_callback` is never lost on a stale copy.
-    callbacks: Mutex<Vec<Callback>>,
+    /// with `add_callback` is never lost on a stale copy. (Callbacks live in
+    /// the registry's side map: few services have any.)
     expires_ms: AtomicU64,
 }
 
 impl Entry {
-    fn new(
-        service: Service,
-        expires_ms: u64,
-        callbacks: Vec<Callback>,
-        interner: &Interner,
-    ) -> Self {
+    fn new(service: Service, expires_ms: u64, interner: &Interner) -> Self {
         let ip = service.host.parse().ok();
         let service = ServiceRecord::new(service, interner);
         let s = &service;
-        let labels = ServiceLabels([
-            interner.label(&s.environment),
-            interner.label(&s.name),
-            interner.label(&s.version),
-            interner.label(&s.region),
-            Arc::from(name::to_label(s.host.trim_end_matches('.'))),
+        let labels = ServiceLabels::from_parts(
+            [
+                interner.label(&s.environment),
+                interner.label(&s.name),
+                interner.label(&s.version),
+                interner.label(&s.region),
+            ],
+            name::to_label(s.host.trim_end_matches('.')),
             {
                 let label = name::to_label(&s.uuid);
                 if *label == *s.uuid {
@@ -121,11 +117,10 @@ impl Entry {
                     Arc::from(label)
                 }
             },
-        ]);
+        );
         Self {
             labels,
             ip,
-            callbacks: Mutex::new(callbacks),
             expires_ms: AtomicU64::new(expires_ms),
             service,
         }
@@ -134,7 +129,7 @@ impl Entry {
     /// An entry for unit tests elsewhere in the crate.
     #[cfg(test)]
     pub(crate) fn new_for_test(service: Service, expires_ms: u64) -> Self {
-        Self::new(service, expires_ms, Vec::new(), &Interner::default())
+        Self::new(service, expires_ms, &Interner::default())
     }
 
     /// Deadline in milliseconds since the Unix epoch ([`NEVER`] for NoExpire).
@@ -178,13 +173,8 @@ impl Entry {
         StoredService {
             service: self.service.to_service(),
             expires_ms: self.expires_ms(),
-            callbacks: self.callbacks(),
+            callbacks: Vec::new(),
         }
-    }
-
-    /// The callbacks to notify on removal.
-    pub fn callbacks(&self) -> Vec<Callback> {
-        lock(&self.callbacks).clone()
     }
 }
 
@@ -295,6 +285,9 @@ struct Inner {
     deadline_changed: Notify,
     /// Heartbeat deadlines not yet written to the store (flushed every second).
     dirty: Mutex<HashMap<Arc<str>, u64>>,
+    /// uuid → callbacks to notify on its removal; only services that have
+    /// some are here. A std mutex: held only for a look-up or an update.
+    callbacks: Mutex<HashMap<Arc<str>, Vec<Callback>>>,
     deliveries: mpsc::UnboundedSender<Delivery>,
     deliveries_rx: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
     /// Registry changes for watchers; sending with no watcher costs nothing.
@@ -339,6 +332,7 @@ impl Registry {
                 deadlines: Mutex::new(BinaryHeap::new()),
                 deadline_changed: Notify::new(),
                 dirty: Mutex::new(HashMap::new()),
+                callbacks: Mutex::new(HashMap::new()),
                 deliveries: tx,
                 deliveries_rx: Mutex::new(Some(rx)),
                 changes: tokio::sync::broadcast::channel(1024).0,
@@ -378,12 +372,12 @@ impl Registry {
                 report.damaged.push((uuid, e.to_string()));
                 continue;
             }
-            self.apply(Entry::new(
-                record.service,
-                record.expires_ms,
-                record.callbacks,
-                &self.inner.interner,
-            ));
+            let entry = Entry::new(record.service, record.expires_ms, &self.inner.interner);
+            if !record.callbacks.is_empty() {
+                lock(&self.inner.callbacks)
+                    .insert(Arc::clone(&entry.service.uuid), record.callbacks);
+            }
+            self.apply(entry);
             report.restored += 1;
         }
         if let Err(e) = self.inner.store.commit(purge).await {
@@ -426,7 +420,7 @@ impl Registry {
         if self.get_entry(uuid).is_some() {
             return Err(RegistryError::Conflict(uuid.to_string()));
         }
-        let entry = Entry::new(service, expires_ms, Vec::new(), &self.inner.interner);
+        let entry = Entry::new(service, expires_ms, &self.inner.interner);
         self.inner.store.put(vec![entry.stored()]).await?;
         if let Some(old) = self.inner.entries.get(uuid).map(|e| Arc::clone(&e.key().0)) {
             // An expired entry the reaper has not purged yet: replace it quietly.
@@ -483,10 +477,10 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
         self.inner.store.remove(uuid).await?;
         let view = entry.view(now_ms());
-        self.unapply(&entry);
+        let callbacks = self.unapply(&entry);
         tracing::info!(uuid, name = %entry.labels, "removed");
         self.notify("removed", view.clone(), now_ms());
-        self.fire_callbacks(&entry, &view);
+        self.fire_callbacks(callbacks, &view);
         Ok(view)
     }
 
@@ -531,8 +525,8 @@ impl Registry {
         let updated: Vec<(Arc<Entry>, Vec<Callback>)> = matched
             .into_iter()
             .map(|e| {
-                let mut callbacks: Vec<Callback> = e
-                    .callbacks()
+                let mut callbacks: Vec<Callback> = self
+                    .callbacks_of(&e)
                     .into_iter()
                     .filter(|c| c.uuid != uuid)
                     .collect();
@@ -550,8 +544,9 @@ impl Registry {
             .collect();
         self.inner.store.put(records).await?;
         let count = updated.len();
+        let mut held = lock(&self.inner.callbacks);
         for (entry, callbacks) in updated {
-            *lock(&entry.callbacks) = callbacks;
+            held.insert(Arc::clone(&entry.service.uuid), callbacks);
         }
         Ok(count)
     }
@@ -686,11 +681,27 @@ impl Registry {
         self.touch_serial();
     }
 
-    fn unapply(&self, entry: &Arc<Entry>) {
+    /// The callbacks to notify when `entry` is removed.
+    pub fn callbacks_of(&self, entry: &Entry) -> Vec<Callback> {
+        lock(&self.inner.callbacks)
+            .get(&*entry.service.uuid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Takes `entry` out of the maps; returns its callbacks.
+    fn unapply(&self, entry: &Arc<Entry>) -> Vec<Callback> {
         let uuid = &*entry.service.uuid;
-        self.inner
+        let held = self
+            .inner
             .entries
-            .remove_if(uuid, |held, ()| Arc::ptr_eq(&held.0, entry));
+            .remove_if(uuid, |held, ()| Arc::ptr_eq(&held.0, entry))
+            .is_some();
+        let callbacks = if held {
+            lock(&self.inner.callbacks).remove(uuid).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         self.inner.index.remove(entry);
         self.inner.interner.release();
         lock(&self.inner.dirty).remove(uuid);
@@ -699,10 +710,11 @@ impl Registry {
             .services
             .set(i64::try_from(self.inner.entries.len()).unwrap_or(i64::MAX));
         self.touch_serial();
+        callbacks
     }
 
-    fn fire_callbacks(&self, entry: &Entry, view: &Service) {
-        for cb in &entry.callbacks() {
+    fn fire_callbacks(&self, callbacks: Vec<Callback>, view: &Service) {
+        for cb in &callbacks {
             let delivery = Delivery {
                 callback: cb.clone(),
                 service: view.clone(),

@@ -31,36 +31,96 @@ pub mod pos {
     pub const UUID: usize = 5;
 }
 
-/// The six DNS labels of one service, lowercase, in right-to-left order.
+/// A shared string one pointer wide (an `Arc<str>` is two): the values that
+/// repeat across services are held as these, once each, via an [`Interner`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shared(Arc<Box<str>>);
+
+impl Shared {
+    /// A new, unshared value.
+    pub fn new(value: &str) -> Self {
+        Self(Arc::new(Box::from(value)))
+    }
+
+    /// True when both are the same shared value.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Shared {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+/// The six DNS labels of one service, lowercase, read right to left with
+/// [`ServiceLabels::at`].
 ///
-/// Labels are shared (`Arc<str>`): the four that repeat across services
-/// (environment, service, version, region) come from an [`Interner`], so
-/// 100,000 services over 10,000 names hold each name once.
+/// The four that repeat across services (environment, service, version,
+/// region) are [`Shared`] from an [`Interner`], so 100,000 services over
+/// 10,000 names hold each name once; the uuid label is the uuid itself when
+/// the uuid is a label already.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ServiceLabels(pub [Arc<str>; DEPTH]);
+pub struct ServiceLabels {
+    /// Positions 0 to 3: environment, service, version, region.
+    shared: [Shared; 4],
+    host: Box<str>,
+    uuid: Arc<str>,
+}
 
 impl ServiceLabels {
     /// Derives the labels from a service's fields.
     pub fn new(uuid: &str, host: &str, region: &str, version: &str, name: &str, env: &str) -> Self {
-        Self([
-            to_label(env).into(),
-            to_label(name).into(),
-            to_label(version).into(),
-            to_label(region).into(),
-            to_label(host).into(),
-            to_label(uuid).into(),
-        ])
+        Self {
+            shared: [env, name, version, region].map(|f| Shared::new(&to_label(f))),
+            host: to_label(host),
+            uuid: to_label(uuid).into(),
+        }
+    }
+
+    /// Labels from their parts: the four shared ones (environment first),
+    /// the host label and the uuid label.
+    pub fn from_parts(shared: [Shared; 4], host: Box<str>, uuid: Arc<str>) -> Self {
+        Self { shared, host, uuid }
     }
 
     /// The label at `pos` (0 = environment).
     pub fn at(&self, pos: usize) -> &str {
-        self.0.get(pos).map_or("", |l| l)
+        match pos {
+            pos::HOST => &self.host,
+            pos::UUID => &self.uuid,
+            _ => self.shared.get(pos).map_or("", |l| l),
+        }
+    }
+
+    /// The shared labels at positions 0 to 3 (environment first).
+    pub fn shared(&self) -> &[Shared; 4] {
+        &self.shared
+    }
+
+    /// True when no label is empty (the name is a valid DNS name).
+    pub fn is_complete(&self) -> bool {
+        (0..DEPTH).all(|i| !self.at(i).is_empty())
     }
 
     /// The right-most `depth` labels joined with dots, as a query would spell
     /// them (`web.production` for depth 2).
     pub fn suffix(&self, depth: usize) -> String {
-        let mut parts: Vec<&str> = self.0.iter().take(depth).map(|l| &**l).collect();
+        let mut parts: Vec<&str> = (0..depth.min(DEPTH)).map(|i| self.at(i)).collect();
         parts.reverse();
         parts.join(".")
     }
@@ -95,28 +155,28 @@ pub struct Interner(Mutex<Interned>);
 
 #[derive(Debug, Default)]
 struct Interned {
-    set: HashSet<Arc<str>>,
+    set: HashSet<Shared>,
     released: usize,
 }
 
 impl Interner {
     /// The shared copy of `value`.
-    pub fn get(&self, value: &str) -> Arc<str> {
+    pub fn get(&self, value: &str) -> Shared {
         let mut inner = self.lock();
         if let Some(shared) = inner.set.get(value) {
-            return Arc::clone(shared);
+            return shared.clone();
         }
-        let shared: Arc<str> = Arc::from(value);
-        inner.set.insert(Arc::clone(&shared));
+        let shared = Shared::new(value);
+        inner.set.insert(shared.clone());
         shared
     }
 
     /// The shared label of `field` ([`to_label`]); the field's own shared
     /// copy when it is a label already.
-    pub fn label(&self, field: &Arc<str>) -> Arc<str> {
+    pub fn label(&self, field: &Shared) -> Shared {
         let label = to_label(field);
         if *label == **field {
-            Arc::clone(field)
+            field.clone()
         } else {
             self.get(&label)
         }
@@ -129,7 +189,7 @@ impl Interner {
         inner.released = inner.released.saturating_add(1);
         if inner.released > inner.set.len() {
             inner.released = 0;
-            inner.set.retain(|v| Arc::strong_count(v) > 1);
+            inner.set.retain(|v| Arc::strong_count(&v.0) > 1);
             inner.set.shrink_to_fit();
         }
     }
@@ -288,8 +348,8 @@ mod tests {
         let interner = Interner::default();
         let a = interner.get("web");
         let b = interner.get("web");
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(Arc::ptr_eq(&interner.label(&a), &a), "already a label");
+        assert!(Shared::ptr_eq(&a, &b));
+        assert!(Shared::ptr_eq(&interner.label(&a), &a), "already a label");
         let v = interner.get("1.0");
         assert_eq!(&*interner.label(&v), "1-0");
         drop((a, b, v));

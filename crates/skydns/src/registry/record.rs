@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use skydns_api::Service;
 
-use super::name::Interner;
+use super::name::{Interner, Shared};
 
 /// One registered service's fields (`uuid` set; `ttl` is the TTL last given).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,13 +17,13 @@ pub struct ServiceRecord {
     /// The registration's id (also the registry's map key, shared).
     pub uuid: Arc<str>,
     /// Service name (`Name`), shared.
-    pub name: Arc<str>,
+    pub name: Shared,
     /// Version, shared.
-    pub version: Arc<str>,
+    pub version: Shared,
     /// Environment, shared.
-    pub environment: Arc<str>,
+    pub environment: Shared,
     /// Region, shared.
-    pub region: Arc<str>,
+    pub region: Shared,
     /// Host: an address or a hostname.
     pub host: Box<str>,
     /// Port.
@@ -99,7 +99,7 @@ mod tests {
             &interner,
         );
         assert_eq!(a.to_service(), s);
-        assert!(Arc::ptr_eq(&a.name, &b.name));
-        assert!(Arc::ptr_eq(&a.region, &b.region));
+        assert!(Shared::ptr_eq(&a.name, &b.name));
+        assert!(Shared::ptr_eq(&a.region, &b.region));
     }
 }

@@ -89,11 +89,11 @@ async fn purge_expired(registry: &Registry) {
     }
     for entry in expired {
         let view = entry.view(now);
-        registry.unapply(&entry);
+        let callbacks = registry.unapply(&entry);
         inner.metrics.expired.inc();
         registry.notify("expired", view.clone(), now);
         tracing::info!(uuid = %entry.service.uuid, name = %entry.labels, "expired");
-        registry.fire_callbacks(&entry, &view);
+        registry.fire_callbacks(callbacks, &view);
     }
 }
 
