@@ -108,15 +108,8 @@ impl Entry {
                 interner.label(&s.version),
                 interner.label(&s.region),
             ],
-            name::to_label(s.host.trim_end_matches('.')),
-            {
-                let label = name::to_label(&s.uuid);
-                if *label == *s.uuid {
-                    Arc::clone(&s.uuid)
-                } else {
-                    Arc::from(label)
-                }
-            },
+            s.host.trim_end_matches('.'),
+            &s.uuid,
         );
         Self {
             labels,

@@ -72,37 +72,44 @@ impl fmt::Display for Shared {
 ///
 /// The four that repeat across services (environment, service, version,
 /// region) are [`Shared`] from an [`Interner`], so 100,000 services over
-/// 10,000 names hold each name once; the uuid label is the uuid itself when
-/// the uuid is a label already.
+/// 10,000 names hold each name once; the host and uuid labels, unique per
+/// service, share one allocation (`<host>.<uuid>`: a label has no dot).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServiceLabels {
     /// Positions 0 to 3: environment, service, version, region.
     shared: [Shared; 4],
-    host: Box<str>,
-    uuid: Arc<str>,
+    /// `<host label>.<uuid label>`.
+    host_uuid: Box<str>,
 }
 
 impl ServiceLabels {
     /// Derives the labels from a service's fields.
     pub fn new(uuid: &str, host: &str, region: &str, version: &str, name: &str, env: &str) -> Self {
-        Self {
-            shared: [env, name, version, region].map(|f| Shared::new(&to_label(f))),
-            host: to_label(host),
-            uuid: to_label(uuid).into(),
-        }
+        Self::from_parts(
+            [env, name, version, region].map(|f| Shared::new(&to_label(f))),
+            host,
+            uuid,
+        )
     }
 
     /// Labels from their parts: the four shared ones (environment first),
-    /// the host label and the uuid label.
-    pub fn from_parts(shared: [Shared; 4], host: Box<str>, uuid: Arc<str>) -> Self {
-        Self { shared, host, uuid }
+    /// and the host and uuid fields (made labels here).
+    pub fn from_parts(shared: [Shared; 4], host: &str, uuid: &str) -> Self {
+        let mut host_uuid = String::with_capacity(host.len() + 1 + uuid.len());
+        host_uuid.push_str(&to_label(host));
+        host_uuid.push('.');
+        host_uuid.push_str(&to_label(uuid));
+        Self {
+            shared,
+            host_uuid: host_uuid.into_boxed_str(),
+        }
     }
 
     /// The label at `pos` (0 = environment).
     pub fn at(&self, pos: usize) -> &str {
         match pos {
-            pos::HOST => &self.host,
-            pos::UUID => &self.uuid,
+            pos::HOST => self.host_uuid.split_once('.').map_or("", |(h, _)| h),
+            pos::UUID => self.host_uuid.split_once('.').map_or("", |(_, u)| u),
             _ => self.shared.get(pos).map_or("", |l| l),
         }
     }
