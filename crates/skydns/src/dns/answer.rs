@@ -173,7 +173,7 @@ pub fn ptr_records(
     entries
         .iter()
         .filter_map(|e| {
-            let full = if e.labels.0.iter().all(|l| !l.is_empty()) {
+            let full = if e.labels.is_complete() {
                 Name::from_ascii(format!("{}.{}", e.labels, origin)).ok()
             } else {
                 None

@@ -1,12 +1,20 @@
 //! Secondary indexes that let a query find its services without scanning
 //! unrelated ones.
 //!
-//! Every service is filed under its name suffixes up to the region
-//! (`production`, `web.production`, ...), under each (position, label) pair
-//! of those four positions, and under its uuid. A query without wildcards is
-//! one look-up; a query with wildcards starts from the smallest candidate set
+//! Every service is filed under its name suffixes of one and two labels
+//! (`production`, `web.production`), under each (position, label) pair
+//! of positions 1 to 3 (position 0 is the depth-1 suffix already), under its
+//! uuid label when that differs from its uuid (otherwise the registry's own
+//! map finds it), and under its address. A query without wildcards is one
+//! look-up; a query with wildcards starts from the smallest candidate set
 //! among its concrete labels and filters. Only a query naming no label visits
-//! every service. Sets of one id (most keys) are stored without a hash set.
+//! every service.
+//!
+//! MEMORY: the sets hold the entries themselves (`Arc<Entry>`, one pointer,
+//! compared by address) rather than their uuids, and a set of one member (most
+//! keys) is stored inline; a larger set is boxed so the common case stays two
+//! words. With 100,000 services this index is most of the registry's
+//! footprint after the entries.
 //!
 //! LOCKING: the maps are `DashMap`s (sharded `RwLock`s). Guards are never held
 //! across `.await` (nothing here is async) nor while taking another map's
@@ -14,52 +22,94 @@
 //! the registry; readers may see an entry half-filed for an instant, which is
 //! harmless because the registry re-checks every candidate against its labels.
 
-use std::{collections::HashSet, net::IpAddr, sync::Arc};
+use std::{
+    collections::HashSet,
+    hash::{Hash, Hasher},
+    net::IpAddr,
+    sync::Arc,
+};
 
 use dashmap::DashMap;
 
-use super::name::{Pattern, ServiceLabels, pos};
+use super::{
+    Entry,
+    name::{Pattern, Shared, pos},
+};
 
-/// Deepest suffix indexed: `<region>.<version>.<service>.<environment>`.
-/// Host and uuid labels are (nearly) unique per service, so indexing the two
-/// deeper suffixes would cost two map entries per service for nothing: a
-/// deeper query starts from its depth-4 suffix (or the uuid) and filters.
-const SUFFIX_DEPTH: usize = 4;
+/// Deepest suffix indexed: `<service>.<environment>`. Deeper suffixes
+/// (version, region, host, uuid) nearly always name a handful of services of
+/// one `<service>.<environment>`, so filing them would cost a key and a set
+/// per service for little: a deeper query starts from the smallest of its
+/// depth-2 suffix and its version and region labels, and filters.
+const SUFFIX_DEPTH: usize = 2;
 
-/// A set of ids, compact for the common case of a single member (a unique
-/// suffix, a uuid, an address).
-#[derive(Debug)]
-enum Ids {
-    One(Arc<str>),
-    Many(HashSet<Arc<str>>),
+/// Positions filed by label (service, version, region), for queries with
+/// wildcards and deep ones.
+const LABEL_DEPTH: usize = 4;
+
+/// An entry in a set, hashed and compared by address: the registry files
+/// and unfiles the very `Arc` it holds.
+#[derive(Debug, Clone)]
+struct ById(Arc<Entry>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
+impl Eq for ById {}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state);
+    }
+}
+
+/// A set of entries, compact for the common case of a single member (a
+/// unique suffix, a uuid, an address).
+///
+/// The set is boxed on purpose: it keeps `Ids` two words (a `HashSet` inline
+/// is six), and most sets have one member. Its key hashes by address, never
+/// by the entry's mutable fields (`mutable_key_type` does not apply).
+#[allow(clippy::box_collection, clippy::mutable_key_type)]
+#[derive(Debug)]
+enum Ids {
+    One(Arc<Entry>),
+    Many(Box<HashSet<ById>>),
+}
+
+#[allow(clippy::mutable_key_type)]
 impl Ids {
-    fn insert(&mut self, id: &Arc<str>) {
+    fn insert(&mut self, entry: &Arc<Entry>) {
         match self {
-            Self::One(existing) if **existing == **id => {}
+            Self::One(existing) if Arc::ptr_eq(existing, entry) => {}
             Self::One(existing) => {
-                let set = HashSet::from([Arc::clone(existing), Arc::clone(id)]);
-                *self = Self::Many(set);
+                let set = HashSet::from([ById(Arc::clone(existing)), ById(Arc::clone(entry))]);
+                *self = Self::Many(Box::new(set));
             }
             Self::Many(set) => {
-                set.insert(Arc::clone(id));
+                set.insert(ById(Arc::clone(entry)));
             }
         }
     }
 
-    /// Removes `id`; true when the set is now empty.
-    fn remove(&mut self, id: &str) -> bool {
+    /// Removes `entry`; true when the set is now empty.
+    fn remove(&mut self, entry: &Arc<Entry>) -> bool {
         match self {
-            Self::One(existing) => &**existing == id,
+            Self::One(existing) => Arc::ptr_eq(existing, entry),
             Self::Many(set) => {
-                set.remove(id);
+                set.remove(&ById(Arc::clone(entry)));
                 if set.len() == 1
                     && let Some(last) = set.iter().next().cloned()
                 {
-                    *self = Self::One(last);
+                    *self = Self::One(last.0);
+                    return false;
                 }
-                set_is_empty(self)
+                if set.capacity() > 4 * set.len().max(4) {
+                    set.shrink_to_fit();
+                }
+                set.is_empty()
             }
         }
     }
@@ -71,30 +121,32 @@ impl Ids {
         }
     }
 
-    fn to_vec(&self) -> Vec<Arc<str>> {
+    fn to_vec(&self) -> Vec<Arc<Entry>> {
         match self {
-            Self::One(id) => vec![Arc::clone(id)],
-            Self::Many(set) => set.iter().cloned().collect(),
+            Self::One(e) => vec![Arc::clone(e)],
+            Self::Many(set) => set.iter().map(|e| Arc::clone(&e.0)).collect(),
         }
     }
 }
 
-fn set_is_empty(ids: &Ids) -> bool {
-    matches!(ids, Ids::Many(set) if set.is_empty())
-}
-
-fn add<K: std::hash::Hash + Eq>(map: &DashMap<K, Ids>, key: K, id: &Arc<str>) {
+fn add<K: Hash + Eq>(map: &DashMap<K, Ids>, key: K, entry: &Arc<Entry>) {
     map.entry(key)
-        .and_modify(|ids| ids.insert(id))
-        .or_insert_with(|| Ids::One(Arc::clone(id)));
+        .and_modify(|ids| ids.insert(entry))
+        .or_insert_with(|| Ids::One(Arc::clone(entry)));
 }
 
-fn drop_id<K: std::hash::Hash + Eq>(map: &DashMap<K, Ids>, key: &K, id: &str) {
-    map.remove_if_mut(key, |_, ids| ids.remove(id));
+fn drop_id<K: Hash + Eq>(map: &DashMap<K, Ids>, key: &K, entry: &Arc<Entry>) {
+    map.remove_if_mut(key, |_, ids| ids.remove(entry));
 }
 
-fn ids_of<K: std::hash::Hash + Eq>(map: &DashMap<K, Ids>, key: &K) -> Vec<Arc<str>> {
+fn ids_of<K: Hash + Eq>(map: &DashMap<K, Ids>, key: &K) -> Vec<Arc<Entry>> {
     map.get(key).map(|ids| ids.to_vec()).unwrap_or_default()
+}
+
+/// True when the entry's uuid label is its uuid verbatim, so the registry's
+/// uuid map finds it and the uuid index need not.
+pub(crate) fn uuid_is_label(entry: &Entry) -> bool {
+    *entry.service.uuid == *entry.labels.at(pos::UUID)
 }
 
 /// The secondary indexes.
@@ -102,81 +154,123 @@ fn ids_of<K: std::hash::Hash + Eq>(map: &DashMap<K, Ids>, key: &K) -> Vec<Arc<st
 pub(crate) struct Index {
     /// `web.production` → services under it (suffix depths 1 to 4).
     by_suffix: DashMap<Box<str>, Ids>,
-    /// (position, label) → services, positions 0 to 3, for wildcard queries.
-    by_label: DashMap<(u8, Box<str>), Ids>,
-    /// uuid label → services (`<uuid>.<domain>` and queries naming a uuid).
+    /// (position, label) → services, positions 1 to 3, for wildcard queries;
+    /// the labels are the entries' own shared ones.
+    by_label: DashMap<(u8, Shared), Ids>,
+    /// uuid label → services whose uuid differs from its label (uppercase,
+    /// dots); the others are found by uuid in the registry's map.
     by_uuid: DashMap<Box<str>, Ids>,
-    /// Host address → services (PTR).
-    by_ip: DashMap<IpAddr, Ids>,
+    /// Host IPv4 address → services (PTR); keyed by the bare number so a
+    /// slot is 24 bytes, not 40.
+    by_v4: DashMap<u32, Ids>,
+    /// Host IPv6 address → services (PTR).
+    by_v6: DashMap<u128, Ids>,
 }
 
 impl Index {
-    pub(crate) fn insert(&self, id: &Arc<str>, labels: &ServiceLabels, ip: Option<IpAddr>) {
+    pub(crate) fn insert(&self, entry: &Arc<Entry>) {
+        let labels = &entry.labels;
         for depth in 1..=SUFFIX_DEPTH {
-            add(&self.by_suffix, labels.suffix(depth).into(), id);
+            add(&self.by_suffix, labels.suffix(depth).into(), entry);
         }
-        for (pos, label) in labels.0.iter().enumerate().take(SUFFIX_DEPTH) {
-            add(&self.by_label, (pos_u8(pos), label.clone()), id);
+        for (pos, label) in labels.shared().iter().enumerate().take(LABEL_DEPTH).skip(1) {
+            add(&self.by_label, (pos_u8(pos), label.clone()), entry);
         }
-        add(&self.by_uuid, labels.at(pos::UUID).into(), id);
-        if let Some(ip) = ip {
-            add(&self.by_ip, ip, id);
+        if !uuid_is_label(entry) {
+            add(&self.by_uuid, labels.at(pos::UUID).into(), entry);
+        }
+        match entry.ip {
+            Some(IpAddr::V4(ip)) => add(&self.by_v4, ip.to_bits(), entry),
+            Some(IpAddr::V6(ip)) => add(&self.by_v6, ip.to_bits(), entry),
+            None => {}
         }
     }
 
-    pub(crate) fn remove(&self, id: &str, labels: &ServiceLabels, ip: Option<IpAddr>) {
+    pub(crate) fn remove(&self, entry: &Arc<Entry>) {
+        let labels = &entry.labels;
         for depth in 1..=SUFFIX_DEPTH {
-            drop_id(&self.by_suffix, &labels.suffix(depth).into(), id);
+            drop_id(&self.by_suffix, &labels.suffix(depth).into(), entry);
         }
-        for (pos, label) in labels.0.iter().enumerate().take(SUFFIX_DEPTH) {
-            drop_id(&self.by_label, &(pos_u8(pos), label.clone()), id);
+        for (pos, label) in labels.shared().iter().enumerate().take(LABEL_DEPTH).skip(1) {
+            drop_id(&self.by_label, &(pos_u8(pos), label.clone()), entry);
         }
-        drop_id(&self.by_uuid, &labels.at(pos::UUID).into(), id);
-        if let Some(ip) = ip {
-            drop_id(&self.by_ip, &ip, id);
+        if !uuid_is_label(entry) {
+            drop_id(&self.by_uuid, &labels.at(pos::UUID).into(), entry);
+        }
+        match entry.ip {
+            Some(IpAddr::V4(ip)) => drop_id(&self.by_v4, &ip.to_bits(), entry),
+            Some(IpAddr::V6(ip)) => drop_id(&self.by_v6, &ip.to_bits(), entry),
+            None => {}
         }
     }
 
-    /// Candidate ids for `pattern` (a superset of the matches: the caller
+    /// How many services are filed under the label at `pos` (position 0 is
+    /// the depth-1 suffix).
+    fn count_at(&self, pos: usize, label: &str) -> (usize, Option<(u8, Shared)>) {
+        if pos == pos::ENVIRONMENT {
+            let size = self.by_suffix.get(label).map_or(0, |ids| ids.len());
+            return (size, None);
+        }
+        let key = (pos_u8(pos), Shared::new(label));
+        let size = self.by_label.get(&key).map_or(0, |ids| ids.len());
+        (size, Some(key))
+    }
+
+    /// Candidate entries for `pattern` (a superset of the matches: the caller
     /// filters), or `None` when the pattern names no indexed label (every
-    /// service is a candidate).
-    pub(crate) fn candidates(&self, pattern: &Pattern) -> Option<Vec<Arc<str>>> {
+    /// service is a candidate). Uuid patterns are the registry's to resolve.
+    pub(crate) fn candidates(&self, pattern: &Pattern) -> Option<Vec<Arc<Entry>>> {
         let concrete = pattern.concrete_suffix_len().min(SUFFIX_DEPTH);
-        if let Some(uuid) = pattern.at(pos::UUID) {
-            return Some(ids_of(&self.by_uuid, &Box::<str>::from(uuid)));
-        }
         if concrete == pattern.depth() && concrete > 0 {
             return Some(ids_of(&self.by_suffix, &pattern.suffix(concrete).into()));
         }
-        let mut best: Option<Vec<Arc<str>>> =
-            (concrete > 0).then(|| ids_of(&self.by_suffix, &pattern.suffix(concrete).into()));
-        for pos in concrete..pattern.depth().min(SUFFIX_DEPTH) {
+        let mut best: Option<(usize, Vec<Arc<Entry>>)> = (concrete > 0).then(|| {
+            let ids = ids_of(&self.by_suffix, &pattern.suffix(concrete).into());
+            (ids.len(), ids)
+        });
+        for pos in concrete..pattern.depth().min(LABEL_DEPTH) {
             let Some(label) = pattern.at(pos) else {
                 continue;
             };
-            let key = (pos_u8(pos), Box::<str>::from(label));
-            let size = self.by_label.get(&key).map_or(0, |ids| ids.len());
-            if best.as_ref().is_none_or(|b| size < b.len()) {
-                best = Some(ids_of(&self.by_label, &key));
+            let (size, key) = self.count_at(pos, label);
+            if best.as_ref().is_none_or(|(b, _)| size < *b) {
+                let ids = match key {
+                    Some(key) => ids_of(&self.by_label, &key),
+                    None => ids_of(&self.by_suffix, &Box::<str>::from(label)),
+                };
+                best = Some((ids.len(), ids));
             }
         }
-        best
+        best.map(|(_, ids)| ids)
     }
 
-    /// Ids of services whose uuid label is `label`.
-    pub(crate) fn with_uuid(&self, label: &str) -> Vec<Arc<str>> {
+    /// Entries whose uuid label is `label` but whose uuid is spelled otherwise.
+    pub(crate) fn with_uuid(&self, label: &str) -> Vec<Arc<Entry>> {
         ids_of(&self.by_uuid, &Box::<str>::from(label))
     }
 
-    /// True when some service's name ends in this suffix of at most four
-    /// labels (the name exists, possibly with no record of the asked type).
+    /// True when some service's name ends in this suffix (the name exists,
+    /// possibly with no record of the asked type), whatever its deadline.
     pub(crate) fn has_suffix(&self, suffix: &str) -> bool {
-        self.by_suffix.contains_key(suffix)
+        let suffix = suffix.trim_end_matches('.');
+        if suffix.split('.').count() <= SUFFIX_DEPTH {
+            return self.by_suffix.contains_key(suffix);
+        }
+        let Some(pattern) = Pattern::parse(suffix) else {
+            return false;
+        };
+        match self.candidates(&pattern) {
+            Some(found) => found.iter().any(|e| pattern.matches(&e.labels)),
+            None => false,
+        }
     }
 
-    /// Ids of services whose Host is `ip`.
-    pub(crate) fn with_ip(&self, ip: IpAddr) -> Vec<Arc<str>> {
-        ids_of(&self.by_ip, &ip)
+    /// Entries whose Host is `ip`.
+    pub(crate) fn with_ip(&self, ip: IpAddr) -> Vec<Arc<Entry>> {
+        match ip {
+            IpAddr::V4(ip) => ids_of(&self.by_v4, &ip.to_bits()),
+            IpAddr::V6(ip) => ids_of(&self.by_v6, &ip.to_bits()),
+        }
     }
 }
 
@@ -187,21 +281,35 @@ fn pos_u8(pos: usize) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skydns_api::Service;
 
-    fn svc(uuid: &str, region: &str, name: &str) -> ServiceLabels {
-        ServiceLabels::new(uuid, "h", region, "1", name, "prod")
+    fn svc(uuid: &str, region: &str, name: &str) -> Arc<Entry> {
+        let s = Service {
+            uuid: uuid.into(),
+            host: "h".into(),
+            region: region.into(),
+            version: "1".into(),
+            name: name.into(),
+            environment: "prod".into(),
+            ..Service::default()
+        };
+        Arc::new(Entry::new_for_test(s, u64::MAX))
     }
 
     #[test]
     fn candidates_come_from_the_most_selective_label() {
         let idx = Index::default();
+        let mut seven = None;
         for i in 0..50 {
-            let id: Arc<str> = format!("u{i}").into();
-            idx.insert(
-                &id,
-                &svc(&id, if i == 7 { "east" } else { "west" }, "web"),
-                None,
+            let e = svc(
+                &format!("u{i}"),
+                if i == 7 { "east" } else { "west" },
+                "web",
             );
+            idx.insert(&e);
+            if i == 7 {
+                seven = Some(e);
+            }
         }
         let p = Pattern::parse("east.*.web.prod").expect("parses");
         let c = idx.candidates(&p).expect("has concrete labels");
@@ -210,12 +318,25 @@ mod tests {
             .candidates(&Pattern::parse("web.prod").expect("parses"))
             .expect("some");
         assert_eq!(exact.len(), 50);
+        let by_env = idx
+            .candidates(&Pattern::parse("*.*.prod").expect("parses"))
+            .expect("some");
+        assert_eq!(by_env.len(), 50);
         assert!(
             idx.candidates(&Pattern::parse("*.*").expect("parses"))
                 .is_none()
         );
-        idx.remove("u7", &svc("u7", "east", "web"), None);
+        idx.remove(&seven.expect("filed"));
         assert!(idx.candidates(&p).expect("some").is_empty());
         assert!(!idx.has_suffix("east.1.web.prod"));
+        assert!(
+            idx.with_uuid("u8").is_empty(),
+            "found by the registry's map"
+        );
+        let upper = svc("U.1", "west", "web");
+        idx.insert(&upper);
+        assert_eq!(idx.with_uuid("u-1").len(), 1);
+        idx.remove(&upper);
+        assert!(idx.with_uuid("u-1").is_empty());
     }
 }

@@ -12,6 +12,7 @@
 
 mod index;
 pub mod name;
+mod record;
 pub(crate) mod tasks;
 mod validate;
 
@@ -35,7 +36,8 @@ use crate::{
     store::{Op, Store, StoreError, StoredService},
 };
 use index::Index;
-pub use name::{Pattern, ServiceLabels};
+pub use name::{Interner, Pattern, ServiceLabels, Shared};
+pub use record::ServiceRecord;
 
 /// Per-uuid write locks (a power of two).
 const STRIPES: usize = 1024;
@@ -81,38 +83,37 @@ pub struct RegistryOptions {
 /// One registered service.
 #[derive(Debug)]
 pub struct Entry {
-    /// The service as registered (`uuid` set; `ttl` is the TTL last given).
-    pub service: Service,
+    /// The service as registered (`uuid` set; `ttl` is the TTL last given),
+    /// compact; [`Entry::view`] gives the API's form.
+    pub service: ServiceRecord,
     /// Its DNS labels, lowercase.
     pub labels: ServiceLabels,
     /// Host parsed as an IP, when it is one.
     pub ip: Option<IpAddr>,
-    /// Callbacks to notify on removal.
     /// Changed in place (not by replacing the `Arc`), so a heartbeat racing
-    /// with `add_callback` is never lost on a stale copy.
-    callbacks: Mutex<Vec<Callback>>,
+    /// with `add_callback` is never lost on a stale copy. (Callbacks live in
+    /// the registry's side map: few services have any.)
     expires_ms: AtomicU64,
-    /// The uuid, shared with the maps that key on it.
-    id: Arc<str>,
 }
 
 impl Entry {
-    fn new(service: Service, expires_ms: u64, callbacks: Vec<Callback>) -> Self {
-        let s = &service;
-        let labels = ServiceLabels::new(
-            &s.uuid,
-            s.host.trim_end_matches('.'),
-            &s.region,
-            &s.version,
-            &s.name,
-            &s.environment,
-        );
+    fn new(service: Service, expires_ms: u64, interner: &Interner) -> Self {
         let ip = service.host.parse().ok();
+        let service = ServiceRecord::new(service, interner);
+        let s = &service;
+        let labels = ServiceLabels::from_parts(
+            [
+                interner.label(&s.environment),
+                interner.label(&s.name),
+                interner.label(&s.version),
+                interner.label(&s.region),
+            ],
+            s.host.trim_end_matches('.'),
+            &s.uuid,
+        );
         Self {
-            id: Arc::from(service.uuid.as_str()),
             labels,
             ip,
-            callbacks: Mutex::new(callbacks),
             expires_ms: AtomicU64::new(expires_ms),
             service,
         }
@@ -121,7 +122,7 @@ impl Entry {
     /// An entry for unit tests elsewhere in the crate.
     #[cfg(test)]
     pub(crate) fn new_for_test(service: Service, expires_ms: u64) -> Self {
-        Self::new(service, expires_ms, Vec::new())
+        Self::new(service, expires_ms, &Interner::default())
     }
 
     /// Deadline in milliseconds since the Unix epoch ([`NEVER`] for NoExpire).
@@ -145,7 +146,7 @@ impl Entry {
 
     /// The service as the API shows it: remaining TTL and `Expires` filled in.
     pub fn view(&self, now_ms: u64) -> Service {
-        let mut s = self.service.clone();
+        let mut s = self.service.to_service();
         match self.remaining_secs(now_ms) {
             Some(left) => {
                 s.ttl = left;
@@ -163,15 +164,10 @@ impl Entry {
 
     fn stored(&self) -> StoredService {
         StoredService {
-            service: self.service.clone(),
+            service: self.service.to_service(),
             expires_ms: self.expires_ms(),
-            callbacks: self.callbacks(),
+            callbacks: Vec::new(),
         }
-    }
-
-    /// The callbacks to notify on removal.
-    pub fn callbacks(&self) -> Vec<Callback> {
-        lock(&self.callbacks).clone()
     }
 }
 
@@ -226,14 +222,42 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// An entry as the key of the registry's map, hashed and compared by its
+/// uuid: the map stores one pointer per service instead of a uuid and a
+/// pointer.
+#[derive(Debug)]
+pub(crate) struct ByUuid(pub(crate) Arc<Entry>);
+
+impl std::hash::Hash for ByUuid {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (*self.0.service.uuid).hash(state);
+    }
+}
+
+impl PartialEq for ByUuid {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.service.uuid == other.0.service.uuid
+    }
+}
+
+impl Eq for ByUuid {}
+
+impl std::borrow::Borrow<str> for ByUuid {
+    fn borrow(&self) -> &str {
+        &self.0.service.uuid
+    }
+}
+
 /// A min-heap of (deadline in ms, uuid).
 type Deadlines = BinaryHeap<Reverse<(u64, Arc<str>)>>;
 
 struct Inner {
     /// uuid → entry. Entries are immutable but for their deadline and their
     /// callbacks, both changed in place.
-    entries: DashMap<Arc<str>, Arc<Entry>>,
+    entries: DashMap<ByUuid, ()>,
     index: Index,
+    /// Shares the values that repeat across services (names, versions...).
+    interner: Interner,
     store: Arc<dyn Store>,
     /// Writers that touch one uuid (register, remove) hold it shared plus
     /// that uuid's stripe; writers that touch many (callbacks, expiry, the
@@ -254,6 +278,9 @@ struct Inner {
     deadline_changed: Notify,
     /// Heartbeat deadlines not yet written to the store (flushed every second).
     dirty: Mutex<HashMap<Arc<str>, u64>>,
+    /// uuid → callbacks to notify on its removal; only services that have
+    /// some are here. A std mutex: held only for a look-up or an update.
+    callbacks: Mutex<HashMap<Arc<str>, Vec<Callback>>>,
     deliveries: mpsc::UnboundedSender<Delivery>,
     deliveries_rx: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
     /// Registry changes for watchers; sending with no watcher costs nothing.
@@ -289,6 +316,7 @@ impl Registry {
             inner: Arc::new(Inner {
                 entries: DashMap::new(),
                 index: Index::default(),
+                interner: Interner::default(),
                 store,
                 writes: tokio::sync::RwLock::new(()),
                 stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -297,6 +325,7 @@ impl Registry {
                 deadlines: Mutex::new(BinaryHeap::new()),
                 deadline_changed: Notify::new(),
                 dirty: Mutex::new(HashMap::new()),
+                callbacks: Mutex::new(HashMap::new()),
                 deliveries: tx,
                 deliveries_rx: Mutex::new(Some(rx)),
                 changes: tokio::sync::broadcast::channel(1024).0,
@@ -336,11 +365,12 @@ impl Registry {
                 report.damaged.push((uuid, e.to_string()));
                 continue;
             }
-            self.apply(Entry::new(
-                record.service,
-                record.expires_ms,
-                record.callbacks,
-            ));
+            let entry = Entry::new(record.service, record.expires_ms, &self.inner.interner);
+            if !record.callbacks.is_empty() {
+                lock(&self.inner.callbacks)
+                    .insert(Arc::clone(&entry.service.uuid), record.callbacks);
+            }
+            self.apply(entry);
             report.restored += 1;
         }
         if let Err(e) = self.inner.store.commit(purge).await {
@@ -383,9 +413,9 @@ impl Registry {
         if self.get_entry(uuid).is_some() {
             return Err(RegistryError::Conflict(uuid.to_string()));
         }
-        let entry = Entry::new(service, expires_ms, Vec::new());
+        let entry = Entry::new(service, expires_ms, &self.inner.interner);
         self.inner.store.put(vec![entry.stored()]).await?;
-        if let Some(old) = self.inner.entries.get(uuid).map(|e| Arc::clone(e.value())) {
+        if let Some(old) = self.inner.entries.get(uuid).map(|e| Arc::clone(&e.key().0)) {
             // An expired entry the reaper has not purged yet: replace it quietly.
             self.unapply(&old);
         }
@@ -417,9 +447,9 @@ impl Registry {
         // on popping it the reaper re-files a still-live entry at its current
         // deadline. So only a deadline moved earlier needs a new item.
         if deadline < previous {
-            self.push_deadline(deadline, Arc::clone(&entry.id));
+            self.push_deadline(deadline, Arc::clone(&entry.service.uuid));
         }
-        lock(&self.inner.dirty).insert(Arc::clone(&entry.id), deadline);
+        lock(&self.inner.dirty).insert(Arc::clone(&entry.service.uuid), deadline);
         if self.inner.changes.receiver_count() > 0 {
             let now = now_ms();
             self.notify("heartbeat", entry.view(now), now);
@@ -440,10 +470,10 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
         self.inner.store.remove(uuid).await?;
         let view = entry.view(now_ms());
-        self.unapply(&entry);
+        let callbacks = self.unapply(&entry);
         tracing::info!(uuid, name = %entry.labels, "removed");
         self.notify("removed", view.clone(), now_ms());
-        self.fire_callbacks(&entry, &view);
+        self.fire_callbacks(callbacks, &view);
         Ok(view)
     }
 
@@ -488,8 +518,8 @@ impl Registry {
         let updated: Vec<(Arc<Entry>, Vec<Callback>)> = matched
             .into_iter()
             .map(|e| {
-                let mut callbacks: Vec<Callback> = e
-                    .callbacks()
+                let mut callbacks: Vec<Callback> = self
+                    .callbacks_of(&e)
                     .into_iter()
                     .filter(|c| c.uuid != uuid)
                     .collect();
@@ -500,15 +530,16 @@ impl Registry {
         let records = updated
             .iter()
             .map(|(e, callbacks)| StoredService {
-                service: e.service.clone(),
+                service: e.service.to_service(),
                 expires_ms: e.expires_ms(),
                 callbacks: callbacks.clone(),
             })
             .collect();
         self.inner.store.put(records).await?;
         let count = updated.len();
+        let mut held = lock(&self.inner.callbacks);
         for (entry, callbacks) in updated {
-            *lock(&entry.callbacks) = callbacks;
+            held.insert(Arc::clone(&entry.service.uuid), callbacks);
         }
         Ok(count)
     }
@@ -521,30 +552,42 @@ impl Registry {
     /// Live services matching `pattern`, in no particular order.
     pub fn lookup(&self, pattern: &Pattern) -> Vec<Arc<Entry>> {
         let now = now_ms();
-        match self.inner.index.candidates(pattern) {
-            Some(ids) => ids
-                .iter()
-                .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
+        let candidates = match pattern.at(name::pos::UUID) {
+            Some(uuid) => Some(self.uuid_candidates(uuid)),
+            None => self.inner.index.candidates(pattern),
+        };
+        match candidates {
+            Some(found) => found
+                .into_iter()
                 .filter(|e| e.is_live(now) && pattern.matches(&e.labels))
                 .collect(),
             None => self
                 .inner
                 .entries
                 .iter()
-                .map(|e| Arc::clone(e.value()))
+                .map(|e| Arc::clone(&e.key().0))
                 .filter(|e| e.is_live(now) && pattern.matches(&e.labels))
                 .collect(),
         }
     }
 
+    /// Entries (live or not) whose uuid label is `label`: the one registered
+    /// under that very uuid, and those whose uuid only spells it otherwise.
+    fn uuid_candidates(&self, label: &str) -> Vec<Arc<Entry>> {
+        let mut found = self.inner.index.with_uuid(label);
+        if let Some(e) = self.inner.entries.get(label)
+            && index::uuid_is_label(&e.key().0)
+        {
+            found.push(Arc::clone(&e.key().0));
+        }
+        found
+    }
+
     /// Live services whose uuid, as a DNS label, is `label` (for `<uuid>.<domain>`).
     pub fn by_uuid_label(&self, label: &str) -> Vec<Arc<Entry>> {
         let now = now_ms();
-        self.inner
-            .index
-            .with_uuid(label)
-            .iter()
-            .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
+        self.uuid_candidates(label)
+            .into_iter()
             .filter(|e| e.is_live(now))
             .collect()
     }
@@ -555,8 +598,7 @@ impl Registry {
         self.inner
             .index
             .with_ip(ip)
-            .iter()
-            .filter_map(|id| self.inner.entries.get(id).map(|e| Arc::clone(e.value())))
+            .into_iter()
             .filter(|e| e.is_live(now))
             .collect()
     }
@@ -568,10 +610,11 @@ impl Registry {
     }
 
     /// Number of live services per value of `field` (regions, environments).
-    pub fn counts(&self, field: impl Fn(&Service) -> &str) -> BTreeMap<String, u64> {
+    pub fn counts(&self, field: impl Fn(&ServiceRecord) -> &str) -> BTreeMap<String, u64> {
         let now = now_ms();
         let mut out = BTreeMap::new();
         for e in &self.inner.entries {
+            let e = &e.key().0;
             if e.is_live(now) {
                 *out.entry(field(&e.service).to_string()).or_insert(0) += 1;
             }
@@ -609,15 +652,18 @@ impl Registry {
             .inner
             .entries
             .get(uuid)
-            .map(|e| Arc::clone(e.value()))?;
+            .map(|e| Arc::clone(&e.key().0))?;
         e.is_live(now_ms()).then_some(e)
     }
 
     fn apply(&self, entry: Entry) {
-        let id = Arc::clone(&entry.id);
+        let id = Arc::clone(&entry.service.uuid);
         let deadline = entry.expires_ms();
-        self.inner.index.insert(&id, &entry.labels, entry.ip);
-        self.inner.entries.insert(Arc::clone(&id), Arc::new(entry));
+        let entry = Arc::new(entry);
+        self.inner.index.insert(&entry);
+        // A map keeps the old key on insert: drop any stale one first.
+        self.inner.entries.remove(&*id);
+        self.inner.entries.insert(ByUuid(entry), ());
         if deadline != NEVER {
             self.push_deadline(deadline, id);
         }
@@ -628,20 +674,40 @@ impl Registry {
         self.touch_serial();
     }
 
-    fn unapply(&self, entry: &Entry) {
-        let uuid = entry.service.uuid.as_str();
-        self.inner.entries.remove(uuid);
-        self.inner.index.remove(uuid, &entry.labels, entry.ip);
+    /// The callbacks to notify when `entry` is removed.
+    pub fn callbacks_of(&self, entry: &Entry) -> Vec<Callback> {
+        lock(&self.inner.callbacks)
+            .get(&*entry.service.uuid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Takes `entry` out of the maps; returns its callbacks.
+    fn unapply(&self, entry: &Arc<Entry>) -> Vec<Callback> {
+        let uuid = &*entry.service.uuid;
+        let held = self
+            .inner
+            .entries
+            .remove_if(uuid, |held, ()| Arc::ptr_eq(&held.0, entry))
+            .is_some();
+        let callbacks = if held {
+            lock(&self.inner.callbacks).remove(uuid).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.inner.index.remove(entry);
+        self.inner.interner.release();
         lock(&self.inner.dirty).remove(uuid);
         self.inner
             .metrics
             .services
             .set(i64::try_from(self.inner.entries.len()).unwrap_or(i64::MAX));
         self.touch_serial();
+        callbacks
     }
 
-    fn fire_callbacks(&self, entry: &Entry, view: &Service) {
-        for cb in &entry.callbacks() {
+    fn fire_callbacks(&self, callbacks: Vec<Callback>, view: &Service) {
+        for cb in &callbacks {
             let delivery = Delivery {
                 callback: cb.clone(),
                 service: view.clone(),

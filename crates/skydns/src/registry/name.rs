@@ -6,7 +6,11 @@
 //! positions 0 and 1. Labels are compared in lowercase; dots in Version and
 //! Host (and colons of IPv6 hosts) become hyphens.
 
-use std::fmt;
+use std::{
+    collections::HashSet,
+    fmt,
+    sync::{Arc, Mutex},
+};
 
 /// Number of labels in a full service name under the domain.
 pub const DEPTH: usize = 6;
@@ -27,32 +31,103 @@ pub mod pos {
     pub const UUID: usize = 5;
 }
 
-/// The six DNS labels of one service, lowercase, in right-to-left order.
+/// A shared string one pointer wide (an `Arc<str>` is two): the values that
+/// repeat across services are held as these, once each, via an [`Interner`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shared(Arc<Box<str>>);
+
+impl Shared {
+    /// A new, unshared value.
+    pub fn new(value: &str) -> Self {
+        Self(Arc::new(Box::from(value)))
+    }
+
+    /// True when both are the same shared value.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Shared {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+/// The six DNS labels of one service, lowercase, read right to left with
+/// [`ServiceLabels::at`].
+///
+/// The four that repeat across services (environment, service, version,
+/// region) are [`Shared`] from an [`Interner`], so 100,000 services over
+/// 10,000 names hold each name once; the host and uuid labels, unique per
+/// service, share one allocation (`<host>.<uuid>`: a label has no dot).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ServiceLabels(pub [Box<str>; DEPTH]);
+pub struct ServiceLabels {
+    /// Positions 0 to 3: environment, service, version, region.
+    shared: [Shared; 4],
+    /// `<host label>.<uuid label>`.
+    host_uuid: Box<str>,
+}
 
 impl ServiceLabels {
     /// Derives the labels from a service's fields.
     pub fn new(uuid: &str, host: &str, region: &str, version: &str, name: &str, env: &str) -> Self {
-        Self([
-            to_label(env),
-            to_label(name),
-            to_label(version),
-            to_label(region),
-            to_label(host),
-            to_label(uuid),
-        ])
+        Self::from_parts(
+            [env, name, version, region].map(|f| Shared::new(&to_label(f))),
+            host,
+            uuid,
+        )
+    }
+
+    /// Labels from their parts: the four shared ones (environment first),
+    /// and the host and uuid fields (made labels here).
+    pub fn from_parts(shared: [Shared; 4], host: &str, uuid: &str) -> Self {
+        let mut host_uuid = String::with_capacity(host.len() + 1 + uuid.len());
+        host_uuid.push_str(&to_label(host));
+        host_uuid.push('.');
+        host_uuid.push_str(&to_label(uuid));
+        Self {
+            shared,
+            host_uuid: host_uuid.into_boxed_str(),
+        }
     }
 
     /// The label at `pos` (0 = environment).
     pub fn at(&self, pos: usize) -> &str {
-        self.0.get(pos).map_or("", |l| l)
+        match pos {
+            pos::HOST => self.host_uuid.split_once('.').map_or("", |(h, _)| h),
+            pos::UUID => self.host_uuid.split_once('.').map_or("", |(_, u)| u),
+            _ => self.shared.get(pos).map_or("", |l| l),
+        }
+    }
+
+    /// The shared labels at positions 0 to 3 (environment first).
+    pub fn shared(&self) -> &[Shared; 4] {
+        &self.shared
+    }
+
+    /// True when no label is empty (the name is a valid DNS name).
+    pub fn is_complete(&self) -> bool {
+        (0..DEPTH).all(|i| !self.at(i).is_empty())
     }
 
     /// The right-most `depth` labels joined with dots, as a query would spell
     /// them (`web.production` for depth 2).
     pub fn suffix(&self, depth: usize) -> String {
-        let mut parts: Vec<&str> = self.0.iter().take(depth).map(|l| &**l).collect();
+        let mut parts: Vec<&str> = (0..depth.min(DEPTH)).map(|i| self.at(i)).collect();
         parts.reverse();
         parts.join(".")
     }
@@ -75,6 +150,72 @@ pub fn to_label(field: &str) -> Box<str> {
         })
         .collect::<String>()
         .into_boxed_str()
+}
+
+/// Shares equal strings: one `Arc<str>` per distinct value in use.
+///
+/// Values nobody holds any more are dropped now and then (after as many
+/// releases as there are values), so the set stays the size of what is
+/// registered.
+#[derive(Debug, Default)]
+pub struct Interner(Mutex<Interned>);
+
+#[derive(Debug, Default)]
+struct Interned {
+    set: HashSet<Shared>,
+    released: usize,
+}
+
+impl Interner {
+    /// The shared copy of `value`.
+    pub fn get(&self, value: &str) -> Shared {
+        let mut inner = self.lock();
+        if let Some(shared) = inner.set.get(value) {
+            return shared.clone();
+        }
+        let shared = Shared::new(value);
+        inner.set.insert(shared.clone());
+        shared
+    }
+
+    /// The shared label of `field` ([`to_label`]); the field's own shared
+    /// copy when it is a label already.
+    pub fn label(&self, field: &Shared) -> Shared {
+        let label = to_label(field);
+        if *label == **field {
+            field.clone()
+        } else {
+            self.get(&label)
+        }
+    }
+
+    /// Notes that a holder of shared values went away; sweeps the values
+    /// nobody else holds once releases outnumber the values.
+    pub fn release(&self) {
+        let mut inner = self.lock();
+        inner.released = inner.released.saturating_add(1);
+        if inner.released > inner.set.len() {
+            inner.released = 0;
+            inner.set.retain(|v| Arc::strong_count(&v.0) > 1);
+            inner.set.shrink_to_fit();
+        }
+    }
+
+    /// Number of distinct values held.
+    pub fn len(&self) -> usize {
+        self.lock().set.len()
+    }
+
+    /// True when no value is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Interned> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// A query under the domain: one entry per label, right to left; `None` is a
@@ -207,6 +348,22 @@ mod tests {
             assert!(!Pattern::parse(q).expect("parses").matches(&l), "{q}");
         }
         assert!(Pattern::parse("a.b.c.d.e.f.g").is_none());
+    }
+
+    #[test]
+    fn the_interner_shares_values_and_forgets_unused_ones() {
+        let interner = Interner::default();
+        let a = interner.get("web");
+        let b = interner.get("web");
+        assert!(Shared::ptr_eq(&a, &b));
+        assert!(Shared::ptr_eq(&interner.label(&a), &a), "already a label");
+        let v = interner.get("1.0");
+        assert_eq!(&*interner.label(&v), "1-0");
+        drop((a, b, v));
+        for _ in 0..4 {
+            interner.release();
+        }
+        assert!(interner.is_empty(), "{}", interner.len());
     }
 
     #[test]

@@ -61,7 +61,7 @@ async fn purge_expired(registry: &Registry) {
     let now = now_ms();
     let mut expired: Vec<Arc<super::Entry>> = Vec::new();
     for id in due {
-        let Some(entry) = inner.entries.get(&id).map(|e| Arc::clone(e.value())) else {
+        let Some(entry) = inner.entries.get(&*id).map(|e| Arc::clone(&e.key().0)) else {
             continue;
         };
         if entry.is_live(now) {
@@ -80,7 +80,7 @@ async fn purge_expired(registry: &Registry) {
     }
     let ops = expired
         .iter()
-        .map(|e| Op::Remove(e.service.uuid.clone()))
+        .map(|e| Op::Remove(e.service.uuid.to_string()))
         .collect();
     if let Err(e) = inner.store.commit(ops).await {
         // Memory is purged anyway: a stale record on disk is expired by its
@@ -89,11 +89,11 @@ async fn purge_expired(registry: &Registry) {
     }
     for entry in expired {
         let view = entry.view(now);
-        registry.unapply(&entry);
+        let callbacks = registry.unapply(&entry);
         inner.metrics.expired.inc();
         registry.notify("expired", view.clone(), now);
         tracing::info!(uuid = %entry.service.uuid, name = %entry.labels, "expired");
-        registry.fire_callbacks(&entry, &view);
+        registry.fire_callbacks(callbacks, &view);
     }
 }
 
