@@ -41,12 +41,15 @@ fn real_main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let token = CancellationToken::new();
         let stopper = token.clone();
+        let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
         tokio::spawn(async move {
-            shutdown_signal().await;
+            shutdown.await;
             tracing::info!("shutting down");
             stopper.cancel();
         });
-        skydock::run(config, token).await
+        skydock::run(config, token)
+            .await
+            .map_err(anyhow::Error::from)
     })?;
     Ok(())
 }
@@ -74,17 +77,18 @@ fn rollout() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGTERM and SIGINT handlers at once — before anything
+/// listens, so a signal that arrives right after start still stops the
+/// daemon cleanly instead of killing it — and returns a future that completes
+/// on the first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    })
 }
