@@ -329,8 +329,15 @@ impl Writer {
     fn commit(&mut self, batch: &[Pending]) -> Result<(), String> {
         let file = self.file.display().to_string();
         let db = self.db()?;
-        let result = catch_unwind(AssertUnwindSafe(|| write(db, batch)))
-            .unwrap_or_else(|_| Err("the database engine failed".into()));
+        let result = match catch_unwind(AssertUnwindSafe(|| write(db, batch))) {
+            Ok(result) => result,
+            Err(_) => {
+                // A database whose commit panicked would commit again in its
+                // `Drop` and may panic there, outside any guard: never drop it.
+                std::mem::forget(self.db.take());
+                Err("the database engine failed".into())
+            }
+        };
         if result.is_err() {
             // redb wants a reopen after an I/O error; do it for any failure.
             self.db = None;
