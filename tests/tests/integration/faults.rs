@@ -344,17 +344,12 @@ async fn a_flood_of_garbage_udp_does_not_stop_normal_answers() {
         .expect("encode");
     while Instant::now() < until {
         asked += 1;
-        for attempt in 0..ATTEMPTS {
-            let reply =
-                udp_raw_from("127.0.0.1:0", sky.dns, &query, Duration::from_millis(500)).await;
-            let Some(reply) = reply else { continue };
-            let msg = hickory_proto::op::Message::from_vec(&reply).expect("decodes");
+        if let Some((msg, attempt)) = ask_as_a_stub_resolver(sky.dns, &query).await {
             assert_eq!(a_records(&msg), ["10.9.9.9"]);
             answered += 1;
             if attempt == 0 {
                 first_try += 1;
             }
-            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -372,11 +367,29 @@ async fn a_flood_of_garbage_udp_does_not_stop_normal_answers() {
         answered * 10 >= asked * 9,
         "only {answered} of {asked} normal queries were answered during the flood"
     );
-    // And at once afterwards.
-    assert_eq!(
-        a_records(&sky.query(name, RecordType::A).await),
-        ["10.9.9.9"]
-    );
+    // And at once afterwards (the flood's last datagrams may still fill the
+    // socket buffer for a moment: a stub resolver's retries ride over that).
+    let after = ask_as_a_stub_resolver(sky.dns, &query).await;
+    let Some((msg, _)) = after else {
+        panic!("no answer within {ATTEMPTS} attempts right after the flood");
+    };
+    assert_eq!(a_records(&msg), ["10.9.9.9"]);
+}
+
+/// Sends `query` up to [`ATTEMPTS`] times, 500 ms apart, as a stub resolver
+/// does; the answer and the attempt (0-based) that got it.
+async fn ask_as_a_stub_resolver(
+    dns: std::net::SocketAddr,
+    query: &[u8],
+) -> Option<(hickory_proto::op::Message, usize)> {
+    for attempt in 0..ATTEMPTS {
+        let reply = udp_raw_from("127.0.0.1:0", dns, query, Duration::from_millis(500)).await;
+        if let Some(reply) = reply {
+            let msg = hickory_proto::op::Message::from_vec(&reply).expect("decodes");
+            return Some((msg, attempt));
+        }
+    }
+    None
 }
 
 /// Whether the server end of `stream` answers a DNS question over it (a
