@@ -49,7 +49,10 @@ for i in 1 2 3; do
     register "$SK_API" "up$i" web prod "192.0.2.$i" 80 36000
 done
 mkdir -p "$WORK/data"
-start_skydns soak -data "$WORK/data" -nameserver "127.0.0.1:$STUB_DNS" -forward-timeout 1s
+# SOAK_STORE=memory runs without -data (to tell the store's memory from the rest).
+STORE_ARGS=(-data "$WORK/data")
+[[ "${SOAK_STORE:-redb}" == memory ]] && STORE_ARGS=()
+start_skydns soak "${STORE_ARGS[@]}" -nameserver "127.0.0.1:$STUB_DNS" -forward-timeout 1s
 PID=$SK_PID
 API=$SK_API
 for i in $(seq 1 10); do
