@@ -52,7 +52,9 @@ mkdir -p "$WORK/data"
 # SOAK_STORE=memory runs without -data (to tell the store's memory from the rest).
 STORE_ARGS=(-data "$WORK/data")
 [[ "${SOAK_STORE:-redb}" == memory ]] && STORE_ARGS=()
-start_skydns soak "${STORE_ARGS[@]}" -nameserver "127.0.0.1:$STUB_DNS" -forward-timeout 1s
+# SOAK_SKYDNS_ARGS adds flags (e.g. "-cache-size 0") to the skydns under test.
+read -r -a EXTRA_ARGS <<<"${SOAK_SKYDNS_ARGS:-}"
+start_skydns soak "${STORE_ARGS[@]}" -nameserver "127.0.0.1:$STUB_DNS" -forward-timeout 1s "${EXTRA_ARGS[@]}"
 PID=$SK_PID
 API=$SK_API
 for i in $(seq 1 10); do
