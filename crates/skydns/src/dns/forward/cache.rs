@@ -4,6 +4,10 @@
 //! NODATA) for the SOA minimum (RFC 2308), both capped by `max_ttl`.
 //! SERVFAIL is never cached. What a client sees has its TTLs counted down.
 //! The cache holds at most `capacity` entries and evicts the oldest first.
+//! Its tables are sized for that bound on the first insert, so a cache that
+//! churns at its bound never reallocates: memory reaches its ceiling when the
+//! cache is full and stays there (a hash table under insert/remove churn
+//! otherwise doubles once its tombstones run out, a step seen in the soak).
 //!
 //! LOCKING: one std mutex, held only for a map look-up or insert, never
 //! across `.await`.
@@ -47,8 +51,22 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<CacheKey, Entry>,
+    /// Entries are boxed so the table's slots stay small: the table is sized
+    /// for twice the capacity (see [`Inner::reserve_for`]).
+    map: HashMap<CacheKey, Box<Entry>>,
     order: VecDeque<CacheKey>,
+}
+
+impl Inner {
+    /// Sizes both tables once for a cache of `capacity` entries. The map gets
+    /// room for twice that: with at most half its slots live, hashbrown
+    /// clears tombstones in place instead of doubling.
+    fn reserve_for(&mut self, capacity: usize) {
+        if self.map.capacity() == 0 {
+            self.map.reserve(capacity.saturating_mul(2));
+            self.order.reserve(capacity.saturating_add(1));
+        }
+    }
 }
 
 /// A bounded TTL cache of upstream answers.
@@ -150,12 +168,13 @@ impl Cache {
             return;
         }
         let now = Instant::now();
-        let entry = Entry {
+        let entry = Box::new(Entry {
             message: message.clone(),
             stored: now,
             expires: now + Duration::from_secs(u64::from(ttl)),
-        };
+        });
         let mut inner = self.lock();
+        inner.reserve_for(self.capacity);
         if inner.map.insert(key.clone(), entry).is_none() {
             inner.order.push_back(key);
         }
@@ -255,5 +274,24 @@ mod tests {
         let hit = cache.get(&q("c.")).expect("cached");
         assert_eq!(hit.answers[0].ttl, 10, "TTLs are capped by max_ttl");
         assert!(Cache::new(0, 10).get(&q("c.")).is_none());
+    }
+
+    #[test]
+    fn churn_at_the_bound_never_reallocates() {
+        let cache = Cache::new(1000, 10);
+        let q = |n: usize| CacheKey::of(&Query::query(name(&format!("n{n}.")), RecordType::A));
+        cache.insert(q(0), &answer(300));
+        let (map_cap, order_cap) = {
+            let inner = cache.lock();
+            (inner.map.capacity(), inner.order.capacity())
+        };
+        assert!(map_cap >= 2000 && order_cap > 1000, "sized up front");
+        for n in 1..50_000 {
+            cache.insert(q(n), &answer(300));
+        }
+        assert_eq!(cache.len(), 1000);
+        let inner = cache.lock();
+        assert_eq!(inner.map.capacity(), map_cap, "map never grew");
+        assert_eq!(inner.order.capacity(), order_cap, "order queue never grew");
     }
 }
