@@ -24,10 +24,10 @@ pub struct QueryLabels {
 /// Labels of `skydns_api_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
-    /// Matched route (`/skydns/services/{uuid}`).
-    pub route: String,
+    /// Matched route (`/skydns/services/{uuid}`), or `unmatched`.
+    pub route: &'static str,
     /// HTTP method.
-    pub method: String,
+    pub method: &'static str,
     /// HTTP status code.
     pub status: u16,
 }

@@ -8,9 +8,11 @@
 //!   cap is closed at once, so file descriptors stay bounded.
 //! - [`WriteLimiter`] is a token bucket per client address; a write beyond
 //!   it gets 429 with a JSON error and `Retry-After`.
-//! - [`read_body_in_time`] reads a write's body within a time limit (408),
-//!   so a client that sends headers and then trickles the body cannot hold a
+//! - [`read_body`] reads a write's body within a time limit (408), so a
+//!   client that sends headers and then trickles the body cannot hold a
 //!   handler forever.
+//!
+//! The request-level checks run in the API's one middleware (`gate.rs`).
 
 use std::{
     future::{Ready, ready},
@@ -24,9 +26,8 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{HeaderValue, Method, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use axum_server::accept::Accept;
@@ -264,7 +265,9 @@ fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn is_write(method: &Method) -> bool {
+/// PUT, PATCH, DELETE and POST: the requests that are rate-limited and
+/// whose bodies are read in time.
+pub(super) fn is_write(method: &Method) -> bool {
     matches!(
         *method,
         Method::PUT | Method::PATCH | Method::DELETE | Method::POST
@@ -280,64 +283,57 @@ fn json_error(status: StatusCode, error: String, field: Option<&str>) -> Respons
     (status, axum::Json(body)).into_response()
 }
 
-/// Middleware: 429 for a write beyond the client's rate.
-pub(crate) async fn limit_writes(
-    State(limiter): State<Arc<WriteLimiter>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if !is_write(req.method()) {
-        return next.run(req).await;
-    }
+/// Takes a write token for the request's client; `Err` is the 429 answer
+/// (JSON error and `Retry-After`) for a write beyond the client's rate.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the answer itself, built once on a path that ends the request"
+)]
+pub(super) fn admit_write(limiter: &WriteLimiter, req: &Request) -> Result<(), Response> {
     let client = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip());
-    match limiter.check(client, Instant::now()) {
-        Ok(()) => next.run(req).await,
-        Err(wait) => {
-            let mut resp = json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many writes from {client}: at most {} per second (burst {}); retry later",
-                    limiter.rate, limiter.burst
-                ),
-                None,
-            );
-            let secs = wait.as_secs().max(1);
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            resp
+    limiter.check(client, Instant::now()).map_err(|wait| {
+        let mut resp = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many writes from {client}: at most {} per second (burst {}); retry later",
+                limiter.rate, limiter.burst
+            ),
+            None,
+        );
+        let secs = wait.as_secs().max(1);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
-    }
+        resp
+    })
 }
 
-/// Middleware: reads a write's body within `timeout` (408 otherwise) and at
-/// most [`MAX_BODY`] bytes (413), then hands the buffered body on.
-pub(crate) async fn read_body_in_time(
-    State(timeout): State<Duration>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if !is_write(req.method()) {
-        return next.run(req).await;
-    }
+/// Reads the request's body within `timeout` (408 otherwise) and at most
+/// [`MAX_BODY`] bytes (413), and gives the request back with the body
+/// buffered; `Err` is the error answer.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the answer itself, built once on a path that ends the request"
+)]
+pub(super) async fn read_body(req: Request, timeout: Duration) -> Result<Request, Response> {
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY)).await {
-        Err(_) => json_error(
+        Err(_) => Err(json_error(
             StatusCode::REQUEST_TIMEOUT,
             format!(
                 "request body not received within {} s",
                 timeout.as_secs_f64()
             ),
             Some("body"),
-        ),
+        )),
         Ok(Err(e)) => {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|inner| inner.is::<http_body_util::LengthLimitError>())
                 || e.into_inner().is::<http_body_util::LengthLimitError>();
-            if too_large {
+            Err(if too_large {
                 json_error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("request body is larger than {MAX_BODY} bytes"),
@@ -349,12 +345,9 @@ pub(crate) async fn read_body_in_time(
                     "request body could not be read".to_string(),
                     Some("body"),
                 )
-            }
+            })
         }
-        Ok(Ok(bytes)) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, Body::from(bytes))),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod body;
 mod error;
+mod gate;
 mod handlers;
 pub mod limits;
 mod status;
@@ -14,11 +15,7 @@ mod status;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{
-    Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::header,
-    middleware::{self, Next},
-    response::{IntoResponse, Response},
+    Router, middleware,
     routing::{get, put},
 };
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
@@ -50,11 +47,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
 ];
 
-use crate::{
-    Error,
-    metrics::{ApiLabels, Metrics},
-    registry::Registry,
-};
+use crate::{Error, metrics::Metrics, registry::Registry};
 
 /// Largest accepted request body; larger ones get 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -92,16 +85,20 @@ pub fn router_with_limits(
     secret: Option<String>,
     limits: &ApiLimits,
 ) -> Router {
-    let writes = Arc::new(limits::WriteLimiter::new(
-        limits.write_rate,
-        limits.write_burst,
-    ));
     let state = AppState {
         registry,
         metrics,
         secret: secret.map(Arc::from),
     };
-    let skydns = Router::new()
+    let gate = Arc::new(gate::Gate {
+        state: state.clone(),
+        writes: Arc::new(limits::WriteLimiter::new(
+            limits.write_rate,
+            limits.write_burst,
+        )),
+        body_timeout: limits.body_read_timeout,
+    });
+    Router::new()
         .route(
             "/skydns/services/{uuid}",
             put(handlers::add_service)
@@ -117,48 +114,14 @@ pub fn router_with_limits(
         .route("/skydns/expiries/", get(status::expiries))
         .route("/events", get(status::events))
         .route("/", get(status::page))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_secret,
-        ));
-    Router::new()
-        .merge(skydns)
         .route("/metrics", get(handlers::metrics))
         .route("/health", get(handlers::health))
         .route("/ready", get(status::ready))
         .route("/openapi.json", get(status::openapi))
-        .layer(middleware::from_fn_with_state(
-            limits.body_read_timeout,
-            limits::read_body_in_time,
-        ))
-        .layer(middleware::from_fn_with_state(writes, limits::limit_writes))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
-        .layer(middleware::map_response(json_errors))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        // No `DefaultBodyLimit` layer: the gate reads and limits every
+        // write's body before a handler sees it (413 beyond `MAX_BODY`).
+        .layer(middleware::from_fn_with_state(gate, gate::gate))
         .with_state(state)
-}
-
-async fn require_secret(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(secret) = &state.secret {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if !secret_matches(given, secret.as_bytes()) {
-            let mut resp = ApiError::unauthorized().into_response();
-            // Lets a browser ask for the secret (as the password) for the status page.
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"skydns\", charset=\"UTF-8\""),
-            );
-            return resp;
-        }
-    }
-    next.run(req).await
 }
 
 /// True when an Authorization header carries the secret: as SkyDNS v1 sent it
@@ -187,58 +150,6 @@ fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
         same &= given.get(i).copied().unwrap_or(!*s).ct_eq(s);
     }
     bool::from(same)
-}
-
-/// Gives the client errors axum produces itself (413 body too large, 404 no
-/// route, 405 wrong method, 400 from extractors) the same JSON body as ours.
-async fn json_errors(resp: Response) -> Response {
-    let status = resp.status();
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !status.is_client_error() || is_json {
-        return resp;
-    }
-    let (error, field) = match status.as_u16() {
-        413 => (
-            format!("request body is larger than {MAX_BODY} bytes"),
-            Some("body".to_string()),
-        ),
-        404 => ("no such route".to_string(), None),
-        405 => ("method not allowed on this route".to_string(), None),
-        _ => (
-            status
-                .canonical_reason()
-                .unwrap_or("bad request")
-                .to_string(),
-            None,
-        ),
-    };
-    let (mut parts, _) = resp.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let body = serde_json::to_vec(&skydns_api::ApiError { error, field }).unwrap_or_default();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    Response::from_parts(parts, axum::body::Body::from(body))
-}
-
-async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
-    let resp = next.run(req).await;
-    let labels = ApiLabels {
-        route,
-        method,
-        status: resp.status().as_u16(),
-    };
-    state.metrics.api_requests.get_or_create(&labels).inc();
-    resp
 }
 
 /// Loads the API's TLS certificate and key.
@@ -340,7 +251,10 @@ const MAX_H2_STREAMS: u32 = 64;
 mod tests {
     use std::collections::BTreeSet;
 
-    use axum::{body::Body, http::Request as HttpRequest};
+    use axum::{
+        body::Body,
+        http::{Request as HttpRequest, header},
+    };
     use tower::ServiceExt;
 
     use super::*;
