@@ -34,41 +34,17 @@
 # apt-get, once, when dnsperf / knot / dig / curl / matplotlib are missing.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DOC="$ROOT/docs/performance.md"
 PNG="$ROOT/docs/performance.png"
-
-log() { printf '==> %s\n' "$*" >&2; }
-
-apt_install() {
-    log "installing with apt-get: $*"
-    local sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -q
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "$@"
-}
 
 # --- the chart (also called by scripts/bench-forward.sh) --------------------
 # Reads the `bench-auth:data` and `bench-forward:data` comments that the two
 # scripts leave inside their blocks and draws docs/performance.png.
 draw_chart() {
-    local py=""
-    for cand in python3 /usr/bin/python3; do
-        if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import matplotlib' 2>/dev/null; then
-            py=$cand
-            break
-        fi
-    done
-    if [[ -z "$py" ]]; then
-        apt_install python3-matplotlib || true
-        if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-            py=/usr/bin/python3
-        else
-            python3 -m pip install --quiet matplotlib
-            py=python3
-        fi
-    fi
+    local py
+    py=$(plot_python)
     MPLBACKEND=Agg "$py" - "$DOC" "$PNG" <<'PY'
 import json, pathlib, re, sys
 
@@ -179,12 +155,9 @@ if [[ "${1:-}" == --chart ]]; then
     exit 0
 fi
 
-# Bound the whole run: re-exec under timeout(1); the TERM it sends runs the
-# cleanup trap below.
-if [[ -z "${BENCH_UNDER_TIMEOUT:-}" ]]; then
-    export BENCH_UNDER_TIMEOUT=1
-    exec timeout --foreground -k 30 "${BENCH_TIMEOUT:-1800}" "$0" "$@"
-fi
+# Bound the whole run (the TERM timeout(1) sends runs the cleanup trap).
+rerun_under_timeout BENCH_UNDER_TIMEOUT "${BENCH_TIMEOUT:-1800}" 30 "$@"
+cd "$ROOT"
 
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
 ROUNDS="${BENCH_ROUNDS:-3}"
@@ -195,20 +168,13 @@ THREADS=2
 DOMAIN=skydns.local
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 DATE_START=$(date -u '+%Y-%m-%d %H:%M UTC')
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/skydns"
-RAW="${CARGO_TARGET_DIR:-$ROOT/target}/bench-auth.raw.log"
+RAW="$TARGET_DIR/bench-auth.raw.log"
 
 # --- prerequisites ---------------------------------------------------------
 log "build: cargo build --release -p skydns --locked"
 cargo build --release -p skydns --locked
 
-need=()
-command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
-command -v knotd >/dev/null 2>&1 || [[ -x /usr/sbin/knotd ]] || need+=(knot)
-command -v dig >/dev/null 2>&1 || need+=(dnsutils)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-((${#need[@]} == 0)) || apt_install "${need[@]}"
+need_tools dnsperf knotd:knot dig:dnsutils curl python3
 KNOTD=$(command -v knotd || echo /usr/sbin/knotd)
 
 # The package may have started the system knotd (postinst); stop it so its CPU
@@ -231,103 +197,12 @@ stop_system_knot() {
 }
 stop_system_knot
 
-WORK=$(mktemp -d)
-PIDS=()
-CHILD=""
-cleanup() {
-    local pid
-    [[ -z "$CHILD" ]] || kill "$CHILD" 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    [[ -z "$CHILD" ]] || wait "$CHILD" 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Runs a long command in the background and waits for it: bash runs a trap
-# only after a foreground command ends, but interrupts `wait` at once, so
-# INT/TERM (and the timeout(1) above) clean up without waiting for dnsperf.
-run() {
-    "$@" &
-    CHILD=$!
-    local rc=0
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
-
+init_work
 : >"$RAW"
 COMMANDS="$WORK/commands.txt"
 : >"$COMMANDS"
 
 # --- helpers ---------------------------------------------------------------
-# A free 127.0.0.1 port, free for UDP and TCP.
-free_port() {
-    python3 - <<'PY'
-import socket
-for _ in range(200):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("127.0.0.1", 0))
-    port = u.getsockname()[1]
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        t.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        t.close()
-        u.close()
-    print(port)
-    break
-else:
-    raise SystemExit("no free port")
-PY
-}
-
-SKYDNS_UNSET=(-u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER
-    -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS -u SKYDNS_DNS_WORKERS)
-
-# start_skydns NAME [VAR=value ...] -- ARGS...: starts skydns on free ports
-# and sets SK_PID, SK_DNS (port), SK_HTTP (addr), SK_API (http://addr).
-start_skydns() {
-    local name=$1 envs=()
-    shift
-    while [[ $1 != -- ]]; do
-        envs+=("$1")
-        shift
-    done
-    shift
-    env "${SKYDNS_UNSET[@]}" NO_COLOR=1 "${envs[@]}" "$BIN" -dns 127.0.0.1:0 -http 127.0.0.1:0 "$@" \
-        -log-level warn,skydns::server=info >"$WORK/$name.log" 2>&1 &
-    SK_PID=$!
-    PIDS+=("$SK_PID")
-    local line="" dns
-    for _ in $(seq 1 300); do
-        line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$WORK/$name.log" | head -n1 || true)
-        [[ -n "$line" ]] && break
-        kill -0 "$SK_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [[ -z "$line" ]]; then
-        echo "skydns ($name) did not start:" >&2
-        cat "$WORK/$name.log" >&2
-        exit 1
-    fi
-    dns=${line#listening dns=}
-    dns=${dns%% *}
-    SK_HTTP=${line##* http=}
-    SK_DNS=${dns##*:}
-    SK_API="http://$SK_HTTP"
-    printf '%starget/release/skydns -dns 127.0.0.1:0 -http 127.0.0.1:0 %s -log-level warn,skydns::server=info   # %s\n' \
-        "${envs[*]:+${envs[*]} }" "$*" "$name" >>"$COMMANDS"
-    log "$name: pid $SK_PID, dns 127.0.0.1:$SK_DNS, api $SK_API"
-}
-
 # The zone Knot serves: the records skydns answers for the 10 services below
 # (A and SRV of web.prod, the SRV targets <uuid>.skydns.local with their
 # addresses as glue, skydns's SOA and NS).
@@ -392,9 +267,6 @@ start_knot() {
     log "$name: pid $KN_PID, dns 127.0.0.1:$KN_PORT (udp-workers: ${workers:-default})"
 }
 
-status_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
 # Checks a server before measuring it: 10 A, 10 SRV (+ glue), NXDOMAIN.
 check_server() {
     local name=$1 port=$2 a srv glue nx
@@ -407,15 +279,6 @@ check_server() {
         echo "$name: unexpected answers (want 10 A, 10 SRV + 10 glue, NXDOMAIN)" >&2
         exit 1
     fi
-}
-
-register_web() {
-    local api=$1 i
-    for i in $(seq 1 10); do
-        curl -sS --fail-with-body -o /dev/null -X PUT "$api/skydns/services/web-$i" \
-            -H 'Content-Type: application/json' \
-            -d "{\"Name\":\"web\",\"Version\":\"1.0.0\",\"Environment\":\"prod\",\"Region\":\"east\",\"Host\":\"10.0.0.$i\",\"Port\":8080,\"TTL\":86400}"
-    done
 }
 
 # first_answer.py: exec a server, then query it over UDP in a tight loop
@@ -526,42 +389,8 @@ register_web "$API_MANY"
 sleep 0.5
 
 log "register $MANY more services over many names on skydns-100k (-data; python3 http.client, 16 keep-alive connections)"
-REG_START=$(date +%s.%N)
-cat >"$WORK/register.py" <<'PY'
-import http.client, json, sys, threading
-
-host, port = sys.argv[1].rsplit(":", 1)
-total = int(sys.argv[2])
-workers = 16
-envs = ["prod", "staging", "dev", "test"]
-errors = []
-
-def work(w):
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    for i in range(w, total, workers):
-        body = json.dumps({
-            "Name": f"app{i % 10000}", "Version": f"{i % 3}.0", "Environment": envs[i % 4],
-            "Region": f"r{i % 8}", "Host": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
-            "Port": 1024 + i % 50000, "TTL": 86400,
-        })
-        conn.request("PUT", f"/skydns/services/bench-{i}", body, {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status != 201:
-            errors.append((i, resp.status))
-            return
-    conn.close()
-
-threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
-for t in threads: t.start()
-for t in threads: t.join()
-if errors:
-    sys.exit(f"registration failed: {errors[:5]}")
-PY
-run timeout 900 python3 "$WORK/register.py" "$HTTP_MANY" "$MANY"
-REG_SECS=$(awk -v s="$REG_START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-COUNT=$(curl -sS "$API_MANY/metrics" | awk '/^skydns_registry_services / { print $2 }')
-log "registered in ${REG_SECS}s; skydns_registry_services=$COUNT"
+register_many "$HTTP_MANY" "$MANY" 16 900
+COUNT=$REG_COUNT
 
 for v in skydns skydns-2w skydns-100k knot-1 knot-default; do
     check_server "$v" "${PORT_OF[$v]}"
@@ -575,43 +404,18 @@ printf 'nothere.prod.%s A\n' "$DOMAIN" >"$WORK/nx.txt"
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
+# run_one QUERY VARIANT ROUND
 run_one() {
-    local query=$1 v=$2 round=$3 port=${PORT_OF[$2]} pid=${PID_OF[$2]} extra=() out
+    local query=$1 v=$2 extra=()
     [[ $query != srv ]] || extra=(-e)
-    local load cpu0 cpu1
-    load=$(cut -d' ' -f1 /proc/loadavg)
-    cpu0=$(cpu_ticks "$pid")
-    local args=(-s 127.0.0.1 -p "$port" -l "$SECONDS_PER_RUN" -c "$CLIENTS" -T "$THREADS" "${extra[@]}" -d "$WORK/$query.txt")
-    log "round $round, $query, $v: dnsperf ${args[*]}"
-    run timeout $((SECONDS_PER_RUN + 30)) dnsperf "${args[@]}" >"$WORK/dnsperf.out" 2>&1 || {
-        echo "dnsperf failed:" >&2
-        cat "$WORK/dnsperf.out" >&2
-        exit 1
-    }
-    out=$(<"$WORK/dnsperf.out")
-    cpu1=$(cpu_ticks "$pid")
-    printf '### round %s %s %s: dnsperf %s\n%s\n\n' "$round" "$query" "$v" "${args[*]}" "$out" >>"$RAW"
-    local qps lat lost codes size completed
-    qps=$(awk -F: '/Queries per second/ { gsub(/ /, "", $2); print $2 }' <<<"$out")
-    lat=$(awk '/Average Latency \(s\)/ { printf "%.3f", $4 * 1000 }' <<<"$out")
-    lost=$(awk '/Queries lost/ { print $3 }' <<<"$out")
-    completed=$(awk '/Queries completed/ { print $3 }' <<<"$out")
-    codes=$(awk -F: '/Response codes/ { sub(/^ +/, "", $2); print $2 }' <<<"$out")
-    size=$(awk '/Average packet size/ { print $NF }' <<<"$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$query" "$v" "$round" "$qps" "$lat" \
-        "$lost" "$completed" "$((cpu1 - cpu0))" "$size" "$load" "$codes" >>"$RESULTS"
-    log "  -> $qps QPS, $lat ms, lost $lost, $codes"
+    dnsperf_round "$query" "$v" "$3" "${PORT_OF[$v]}" "${PID_OF[$v]}" "${extra[@]}" -d "$WORK/$query.txt"
 }
 
 VARIANTS=(skydns skydns-2w skydns-100k knot-1 knot-default)
 for round in $(seq 1 "$ROUNDS"); do
-    order=("${VARIANTS[@]}")
-    if ((round % 2 == 0)); then
-        order=()
-        for ((i = ${#VARIANTS[@]} - 1; i >= 0; i--)); do order+=("${VARIANTS[$i]}"); done
-    fi
+    round_order "$round" "${VARIANTS[@]}"
     for query in a srv nx; do
-        for v in "${order[@]}"; do
+        for v in "${ORDER[@]}"; do
             run_one "$query" "$v" "$round"
         done
     done
@@ -625,13 +429,7 @@ done
 
 # --- restart with -data holding the services -------------------------------
 log "restart skydns-100k with the same -data: time to answer app1.staging.$DOMAIN A"
-pid=${PID_OF[skydns-100k]}
-kill "$pid"
-wait "$pid" 2>/dev/null || true
-# Gone: keep it out of the cleanup list.
-for i in "${!PIDS[@]}"; do
-    [[ ${PIDS[$i]} != "$pid" ]] || unset 'PIDS[i]'
-done
+stop_pid "${PID_OF[skydns-100k]}"
 RESTART_RESULTS="$WORK/restart.tsv"
 : >"$RESTART_RESULTS"
 for t in 1 2 3; do
@@ -646,19 +444,8 @@ done
 
 META="$WORK/meta.tsv"
 {
-    printf 'date\t%s\n' "$DATE_START"
-    printf 'nproc\t%s\n' "$(nproc)"
-    printf 'cpu\t%s\n' "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
-    printf 'kernel\t%s\n' "$(uname -r)"
-    printf 'load_start\t%s\n' "$LOAD_START"
-    printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-    printf 'rev\t%s%s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
-        "$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' + local changes')"
+    bench_meta
     printf 'knot\t%s\n' "$(dpkg-query -W -f='${Version}' knot 2>/dev/null || "$KNOTD" --version | awk '{ print $NF }')"
-    printf 'dnsperf\t%s\n' "$(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null || echo '?')"
-    printf 'clk_tck\t%s\n' "$(getconf CLK_TCK)"
-    printf 'seconds\t%s\n' "$SECONDS_PER_RUN"
-    printf 'rounds\t%s\n' "$ROUNDS"
     printf 'many\t%s\n' "$MANY"
     printf 'count\t%s\n' "$COUNT"
     printf 'reg_secs\t%s\n' "$REG_SECS"
@@ -862,20 +649,6 @@ if [[ "${BENCH_NO_WRITE:-0}" == 1 ]]; then
     exit 0
 fi
 
-python3 - "$DOC" "$REPORT" auth "## Authoritative vs Knot" <<'PY'
-import pathlib, sys
-
-doc, report, name, heading = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text(), sys.argv[3], sys.argv[4]
-begin, end = f"<!-- bench-{name}:begin -->", f"<!-- bench-{name}:end -->"
-block = f"{begin}\n{report.rstrip()}\n{end}"
-text = doc.read_text() if doc.exists() else "# Performance\n"
-if begin in text and end in text:
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    text = head + block + tail
-else:
-    text = text.rstrip() + f"\n\n{heading}\n\n{block}\n"
-doc.write_text(text)
-PY
+replace_block "$DOC" bench-auth "$REPORT" "## Authoritative vs Knot"
 log "figures written to ${DOC#"$ROOT"/}"
 draw_chart

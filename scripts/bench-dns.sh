@@ -24,8 +24,9 @@
 # is apt-get, once, when dnsperf is missing.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
 
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -33,12 +34,9 @@ MANY="${BENCH_SERVICES:-100000}"
 CLIENTS=10
 THREADS=2
 DOMAIN=skydns.local
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/skydns"
 DOC="$ROOT/docs/performance.md"
 # dnsperf's full output of every run, for a second look.
-RAW="${CARGO_TARGET_DIR:-$ROOT/target}/bench-dns.raw.log"
-
-log() { printf '==> %s\n' "$*" >&2; }
+RAW="$TARGET_DIR/bench-dns.raw.log"
 
 # --- callgrind mode --------------------------------------------------------
 callgrind_mode() {
@@ -63,11 +61,7 @@ callgrind_mode() {
     done
     [[ -n "$stub_line" ]] || { cat "$work/stub.log" >&2; exit 1; }
     stub_port=${stub_line#listening dns=}; stub_port=${stub_port%% *}; stub_port=${stub_port##*:}
-    for i in $(seq 1 10); do
-        curl -sS --fail-with-body -o /dev/null -X PUT "http://${stub_line##* http=}/skydns/services/web-$i" \
-            -H 'Content-Type: application/json' \
-            -d "{\"Name\":\"web\",\"Version\":\"1.0.0\",\"Environment\":\"prod\",\"Region\":\"east\",\"Host\":\"10.0.1.$i\",\"Port\":8080,\"TTL\":86400}"
-    done
+    register_web "http://${stub_line##* http=}" 10.0.1
     NO_COLOR=1 timeout 900 valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
         "$bin" -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain "$DOMAIN" -nameserver "127.0.0.1:$stub_port" \
         -log-level warn,skydns::server=info >"$work/skydns.log" 2>&1 &
@@ -84,11 +78,7 @@ callgrind_mode() {
     pid=$(pgrep -P "$CG_PID" | head -n1)
     dns=${line#listening dns=}; dns=${dns%% *}; port=${dns##*:}
     http=${line##* http=}; api="http://$http"
-    for i in $(seq 1 10); do
-        curl -sS --fail-with-body -o /dev/null -X PUT "$api/skydns/services/web-$i" \
-            -H 'Content-Type: application/json' \
-            -d "{\"Name\":\"web\",\"Version\":\"1.0.0\",\"Environment\":\"prod\",\"Region\":\"east\",\"Host\":\"10.0.0.$i\",\"Port\":8080,\"TTL\":86400}"
-    done
+    register_web "$api"
     printf 'web.prod.%s A\n' "$DOMAIN" >"$work/a.txt"
     printf 'web.prod.%s SRV\n' "$DOMAIN" >"$work/srv.txt"
     printf 'nothere.prod.%s A\n' "$DOMAIN" >"$work/nx.txt"
@@ -98,9 +88,9 @@ callgrind_mode() {
     for kind in A:a.txt: SRV+glue:srv.txt:-e NXDOMAIN:nx.txt: forwarded:fwd.txt:; do
         IFS=: read -r kind file extra <<<"$kind"
         # warm the path (and the wire cache), then count only the load
-        timeout 120 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$file" -n 20 -c 1 -q 5 $extra >/dev/null 2>&1 || true
+        timeout 120 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$file" -n 20 -c 1 -q 5 ${extra:+"$extra"} >/dev/null 2>&1 || true
         callgrind_control -z "$pid" >/dev/null 2>&1
-        out=$(timeout 600 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$file" -n "$queries" -c 1 -q 5 -t 30 $extra 2>&1)
+        out=$(timeout 600 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$file" -n "$queries" -c 1 -q 5 -t 30 ${extra:+"$extra"} 2>&1)
         done_q=$(awk '/Queries completed/ { print $3 }' <<<"$out")
         rm -f "$work"/cg.*
         callgrind_control -d "$pid" >/dev/null 2>&1
@@ -118,67 +108,20 @@ fi
 log "build: cargo build --release -p skydns --locked"
 cargo build --release -p skydns --locked
 
-need=()
-command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
-command -v dig >/dev/null 2>&1 || need+=(dnsutils)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-if ((${#need[@]} > 0)); then
-    log "installing with apt-get: ${need[*]}"
-    SUDO=()
-    [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
-    export DEBIAN_FRONTEND=noninteractive
-    "${SUDO[@]}" apt-get update -q
-    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
+need_tools dnsperf dig:dnsutils curl python3
 
-WORK=$(mktemp -d)
-PID=""
-cleanup() {
-    if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then
-        kill "$PID" 2>/dev/null || true
-        wait "$PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+init_work
 
 # --- start skydns ----------------------------------------------------------
 # Port 0 = a free port (UDP and TCP on the same one); the daemon logs the
 # addresses it got. `-nameserver 127.0.0.1:9` keeps any upstream on loopback.
-SKYDNS_CMD=("$BIN" -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain "$DOMAIN" -nameserver 127.0.0.1:9 -log-level warn,skydns::server=info)
-log "start: ${SKYDNS_CMD[*]}"
-env -u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER -u SKYDNS_ALLOW_RECURSION \
-    NO_COLOR=1 "${SKYDNS_CMD[@]}" >"$WORK/skydns.log" 2>&1 &
-PID=$!
-
-DNS_ADDR="" HTTP_ADDR=""
-for _ in $(seq 1 100); do
-    line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$WORK/skydns.log" | head -n1 || true)
-    if [[ -n "$line" ]]; then
-        DNS_ADDR=${line#listening dns=}
-        DNS_ADDR=${DNS_ADDR%% *}
-        HTTP_ADDR=${line##* http=}
-        break
-    fi
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z "$DNS_ADDR" ]]; then
-    echo "skydns did not start:" >&2
-    cat "$WORK/skydns.log" >&2
-    exit 1
-fi
-PORT=${DNS_ADDR##*:}
-API="http://$HTTP_ADDR"
-log "skydns pid $PID: dns $DNS_ADDR, api $API"
-
-rss_kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$PID/status"; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+start_skydns skydns -- -domain "$DOMAIN" -nameserver 127.0.0.1:9
+PID=$SK_PID
+PORT=$SK_DNS
+API=$SK_API
 
 sleep 1
-RSS_IDLE=$(rss_kib VmRSS)
+RSS_IDLE=$(status_kib "$PID" VmRSS)
 
 # --- queries ---------------------------------------------------------------
 printf 'web.prod.%s A\n' "$DOMAIN" >"$WORK/a.txt"
@@ -191,21 +134,16 @@ DNSPERF_ARGS=(-s 127.0.0.1 -p "$PORT" -l "$SECONDS_PER_RUN" -c "$CLIENTS" -T "$T
 # Runs dnsperf on one query file (extra dnsperf flags after it) and prints
 # "qps|avg_ms|lost|rcodes|response_bytes".
 perf() {
-    local file=$1 out
+    local file=$1
     shift
-    out=$(timeout $((SECONDS_PER_RUN + 30)) dnsperf "${DNSPERF_ARGS[@]}" "$@" -d "$WORK/$file" 2>&1) || {
+    timeout $((SECONDS_PER_RUN + 30)) dnsperf "${DNSPERF_ARGS[@]}" "$@" -d "$WORK/$file" >"$WORK/dnsperf.out" 2>&1 || {
         echo "dnsperf failed:" >&2
-        echo "$out" >&2
+        cat "$WORK/dnsperf.out" >&2
         exit 1
     }
-    printf '### dnsperf %s %s -d %s\n%s\n\n' "${DNSPERF_ARGS[*]}" "$*" "$file" "$out" >>"$RAW"
-    local qps lat lost codes size
-    qps=$(awk -F: '/Queries per second/ { gsub(/ /, "", $2); print $2 }' <<<"$out")
-    lat=$(awk '/Average Latency \(s\)/ { printf "%.3f", $4 * 1000 }' <<<"$out")
-    lost=$(awk '/Queries lost/ { print $3 }' <<<"$out")
-    codes=$(awk -F: '/Response codes/ { sub(/^ +/, "", $2); print $2 }' <<<"$out")
-    size=$(awk '/Average packet size/ { print $NF }' <<<"$out")
-    printf '%.0f|%s|%s|%s|%s\n' "$qps" "$lat" "$lost" "$codes" "$size"
+    printf '### dnsperf %s %s -d %s\n%s\n\n' "${DNSPERF_ARGS[*]}" "$*" "$file" "$(<"$WORK/dnsperf.out")" >>"$RAW"
+    dnsperf_summary "$WORK/dnsperf.out"
+    printf '%.0f|%s|%s|%s|%s\n' "$DP_QPS" "$DP_LAT_MS" "$DP_LOST" "$DP_CODES" "$DP_SIZE"
 }
 
 # Checks an answer with dig before measuring it, so the figures are for
@@ -252,55 +190,17 @@ run_phase() {
 
 # --- phase 1: 10 services under web.prod -----------------------------------
 log "register 10 services as web.prod.$DOMAIN (curl)"
-for i in $(seq 1 10); do
-    curl -sS --fail-with-body -o /dev/null -X PUT "$API/skydns/services/web-$i" \
-        -H 'Content-Type: application/json' \
-        -d "{\"Name\":\"web\",\"Version\":\"1.0.0\",\"Environment\":\"prod\",\"Region\":\"east\",\"Host\":\"10.0.0.$i\",\"Port\":8080,\"TTL\":86400}"
-done
-RSS_10=$(rss_kib VmRSS)
+register_web "$API"
+RSS_10=$(status_kib "$PID" VmRSS)
 run_phase 10
-HWM_10=$(rss_kib VmHWM)
+HWM_10=$(status_kib "$PID" VmHWM)
 
 # --- phase 2: many more services under other names -------------------------
 log "register $MANY more services over many names (python3 http.client, keep-alive)"
-REG_START=$(date +%s.%N)
-timeout 600 python3 - "$HTTP_ADDR" "$MANY" <<'PY'
-import http.client, json, sys, threading
-
-host, port = sys.argv[1].rsplit(":", 1)
-total = int(sys.argv[2])
-workers = 8
-envs = ["prod", "staging", "dev", "test"]
-errors = []
-
-def work(w):
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    for i in range(w, total, workers):
-        body = json.dumps({
-            "Name": f"app{i % 10000}", "Version": f"{i % 3}.0", "Environment": envs[i % 4],
-            "Region": f"r{i % 8}", "Host": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
-            "Port": 1024 + i % 50000, "TTL": 86400,
-        })
-        conn.request("PUT", f"/skydns/services/bench-{i}", body, {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status != 201:
-            errors.append((i, resp.status))
-            return
-    conn.close()
-
-threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
-for t in threads: t.start()
-for t in threads: t.join()
-if errors:
-    sys.exit(f"registration failed: {errors[:5]}")
-PY
-REG_SECS=$(awk -v s="$REG_START" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-COUNT=$(curl -sS "$API/metrics" | awk '/^skydns_registry_services / { print $2 }')
-log "registered in ${REG_SECS}s; skydns_registry_services=$COUNT"
-RSS_MANY=$(rss_kib VmRSS)
+register_many "$SK_HTTP" "$MANY" 8 600
+RSS_MANY=$(status_kib "$PID" VmRSS)
 run_phase many
-HWM_MANY=$(rss_kib VmHWM)
+HWM_MANY=$(status_kib "$PID" VmHWM)
 
 # --- report ----------------------------------------------------------------
 # 100010 -> 100,010 (no locale needed).
@@ -369,19 +269,5 @@ if [[ "${BENCH_NO_WRITE:-0}" == 1 ]]; then
     exit 0
 fi
 
-python3 - "$DOC" "$REPORT" <<'PY'
-import pathlib, sys
-
-doc, report = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
-begin, end = "<!-- bench-dns:begin -->", "<!-- bench-dns:end -->"
-block = f"{begin}\n{report.rstrip()}\n{end}"
-text = doc.read_text() if doc.exists() else ""
-if begin in text and end in text:
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    text = head + block + tail
-else:
-    text = (text.rstrip() + "\n\n" if text else "# Performance\n\n## Latest figures\n\n") + block + "\n"
-doc.write_text(text)
-PY
+replace_block "$DOC" bench-dns "$REPORT"
 log "figures written to ${DOC#"$ROOT"/}"

@@ -34,15 +34,11 @@
 # once, when dnsperf / unbound / dig / curl are missing.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
-
-# Bound the whole run: re-exec under timeout(1); the TERM it sends runs the
-# cleanup trap below.
-if [[ -z "${BENCH_UNDER_TIMEOUT:-}" ]]; then
-    export BENCH_UNDER_TIMEOUT=1
-    exec timeout --foreground -k 30 "${BENCH_TIMEOUT:-1200}" "$0" "$@"
-fi
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Bound the whole run (the TERM timeout(1) sends runs the cleanup trap).
+rerun_under_timeout BENCH_UNDER_TIMEOUT "${BENCH_TIMEOUT:-1200}" 30 "$@"
+cd "$ROOT"
 
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
 ROUNDS="${BENCH_ROUNDS:-3}"
@@ -51,31 +47,15 @@ CLIENTS=10
 THREADS=2
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 DATE_START=$(date -u '+%Y-%m-%d %H:%M UTC')
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/skydns"
 DOC="$ROOT/docs/performance.md"
-RAW="${CARGO_TARGET_DIR:-$ROOT/target}/bench-forward.raw.log"
+RAW="$TARGET_DIR/bench-forward.raw.log"
 STUB_DOMAIN=example.org
-
-log() { printf '==> %s\n' "$*" >&2; }
 
 # --- prerequisites ---------------------------------------------------------
 log "build: cargo build --release -p skydns --locked"
 cargo build --release -p skydns --locked
 
-need=()
-command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
-command -v unbound >/dev/null 2>&1 || [[ -x /usr/sbin/unbound ]] || need+=(unbound)
-command -v dig >/dev/null 2>&1 || need+=(dnsutils)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-if ((${#need[@]} > 0)); then
-    log "installing with apt-get: ${need[*]}"
-    SUDO=()
-    [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
-    export DEBIAN_FRONTEND=noninteractive
-    "${SUDO[@]}" apt-get update -q
-    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
+need_tools dnsperf unbound dig:dnsutils curl python3
 UNBOUND=$(command -v unbound || echo /usr/sbin/unbound)
 
 # The package may have started the system unbound (postinst); stop it so its
@@ -98,102 +78,12 @@ stop_system_unbound() {
 }
 stop_system_unbound
 
-WORK=$(mktemp -d)
-PIDS=()
-CHILD=""
-cleanup() {
-    local pid
-    [[ -z "$CHILD" ]] || kill "$CHILD" 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    [[ -z "$CHILD" ]] || wait "$CHILD" 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Runs a long command in the background and waits for it: bash runs a trap
-# only after a foreground command ends, but interrupts `wait` at once, so
-# INT/TERM (and the timeout(1) above) clean up without waiting for dnsperf.
-run() {
-    "$@" &
-    CHILD=$!
-    local rc=0
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
-
+init_work
 : >"$RAW"
 COMMANDS="$WORK/commands.txt"
 : >"$COMMANDS"
 
 # --- helpers ---------------------------------------------------------------
-# A free 127.0.0.1 port, free for UDP and TCP.
-free_port() {
-    python3 - <<'PY'
-import socket
-for _ in range(200):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("127.0.0.1", 0))
-    port = u.getsockname()[1]
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        t.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        t.close()
-        u.close()
-    print(port)
-    break
-else:
-    raise SystemExit("no free port")
-PY
-}
-
-# start_skydns NAME [VAR=value ...] -- ARGS...: starts skydns on free ports
-# and sets SK_PID, SK_DNS (port), SK_API (http://addr).
-start_skydns() {
-    local name=$1 envs=()
-    shift
-    while [[ $1 != -- ]]; do
-        envs+=("$1")
-        shift
-    done
-    shift
-    env -u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER \
-        -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS -u SKYDNS_DNS_WORKERS \
-        NO_COLOR=1 "${envs[@]}" "$BIN" -dns 127.0.0.1:0 -http 127.0.0.1:0 "$@" \
-        -log-level warn,skydns::server=info >"$WORK/$name.log" 2>&1 &
-    SK_PID=$!
-    PIDS+=("$SK_PID")
-    local line="" dns http
-    for _ in $(seq 1 100); do
-        line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$WORK/$name.log" | head -n1 || true)
-        [[ -n "$line" ]] && break
-        kill -0 "$SK_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [[ -z "$line" ]]; then
-        echo "skydns ($name) did not start:" >&2
-        cat "$WORK/$name.log" >&2
-        exit 1
-    fi
-    dns=${line#listening dns=}
-    dns=${dns%% *}
-    http=${line##* http=}
-    SK_DNS=${dns##*:}
-    SK_API="http://$http"
-    printf '%s%s -dns 127.0.0.1:0 -http 127.0.0.1:0 %s -log-level warn,skydns::server=info   # %s\n' \
-        "${envs[*]:+${envs[*]} }" "target/release/skydns" "$*" "$name" >>"$COMMANDS"
-    log "$name: pid $SK_PID, dns 127.0.0.1:$SK_DNS, api $SK_API"
-}
-
 # start_unbound NAME THREADS UPSTREAM_PORT: sets UB_PID, UB_PORT.
 start_unbound() {
     local name=$1 threads=$2 upstream=$3 dir="$WORK/$1"
@@ -242,10 +132,6 @@ EOF
     log "$name: pid $UB_PID, dns 127.0.0.1:$UB_PORT (num-threads: $threads)"
 }
 
-status_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
-# CPU time (user + system) of a process, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
 # Checks a server before measuring it: 10 A answers for the cached name and
 # NXDOMAIN for a miss name.
 check_server() {
@@ -264,11 +150,7 @@ check_server() {
 start_skydns stub -- -domain "$STUB_DOMAIN" -no-forward
 STUB_PORT=$SK_DNS
 log "register 10 services as web.prod.$STUB_DOMAIN on the stub (curl)"
-for i in $(seq 1 10); do
-    curl -sS --fail-with-body -o /dev/null -X PUT "$SK_API/skydns/services/web-$i" \
-        -H 'Content-Type: application/json' \
-        -d "{\"Name\":\"web\",\"Version\":\"1.0.0\",\"Environment\":\"prod\",\"Region\":\"east\",\"Host\":\"10.0.0.$i\",\"Port\":8080,\"TTL\":86400}"
-done
+register_web "$SK_API"
 check_server stub "$STUB_PORT"
 # shellcheck disable=SC2016 # literal $i in the printed command
 printf '# then 10 x: curl -X PUT http://STUB_API/skydns/services/web-$i -d '"'"'{"Name":"web","Version":"1.0.0","Environment":"prod","Region":"east","Host":"10.0.0.$i","Port":8080,"TTL":86400}'"'"'\n' >>"$COMMANDS"
@@ -298,7 +180,7 @@ RESULTS="$WORK/results.tsv"
 
 # run_one SCENARIO VARIANT ROUND
 run_one() {
-    local scenario=$1 v=$2 round=$3 port=${PORT_OF[$2]} pid=${PID_OF[$2]} file extra=() out
+    local scenario=$1 v=$2 round=$3 file extra=()
     if [[ $scenario == cached ]]; then
         file="$WORK/cached.txt"
     else
@@ -308,40 +190,14 @@ run_one() {
             'BEGIN { for (i = 0; i < n; i++) printf "r%d.%s.miss.%s A\n", i, t, d }' >"$file"
         extra=(-n 1)
     fi
-    local load cpu0 cpu1
-    load=$(cut -d' ' -f1 /proc/loadavg)
-    cpu0=$(cpu_ticks "$pid")
-    local args=(-s 127.0.0.1 -p "$port" -l "$SECONDS_PER_RUN" -c "$CLIENTS" -T "$THREADS" "${extra[@]}" -d "$file")
-    log "round $round, $scenario, $v: dnsperf ${args[*]}"
-    run timeout $((SECONDS_PER_RUN + 30)) dnsperf "${args[@]}" >"$WORK/dnsperf.out" 2>&1 || {
-        echo "dnsperf failed:" >&2
-        cat "$WORK/dnsperf.out" >&2
-        exit 1
-    }
-    out=$(<"$WORK/dnsperf.out")
-    cpu1=$(cpu_ticks "$pid")
-    printf '### round %s %s %s: dnsperf %s\n%s\n\n' "$round" "$scenario" "$v" "${args[*]}" "$out" >>"$RAW"
-    local qps lat lost codes size completed
-    qps=$(awk -F: '/Queries per second/ { gsub(/ /, "", $2); print $2 }' <<<"$out")
-    lat=$(awk '/Average Latency \(s\)/ { printf "%.3f", $4 * 1000 }' <<<"$out")
-    lost=$(awk '/Queries lost/ { print $3 }' <<<"$out")
-    completed=$(awk '/Queries completed/ { print $3 }' <<<"$out")
-    codes=$(awk -F: '/Response codes/ { sub(/^ +/, "", $2); print $2 }' <<<"$out")
-    size=$(awk '/Average packet size/ { print $NF }' <<<"$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$v" "$round" "$qps" "$lat" \
-        "$lost" "$completed" "$((cpu1 - cpu0))" "$size" "$load" "$codes" >>"$RESULTS"
-    log "  -> $qps QPS, $lat ms, lost $lost, $codes"
+    dnsperf_round "$scenario" "$v" "$round" "${PORT_OF[$v]}" "${PID_OF[$v]}" "${extra[@]}" -d "$file"
     rm -f "$WORK/miss.txt"
 }
 
 for round in $(seq 1 "$ROUNDS"); do
-    order=("${VARIANTS[@]}")
-    if ((round % 2 == 0)); then
-        order=()
-        for ((i = ${#VARIANTS[@]} - 1; i >= 0; i--)); do order+=("${VARIANTS[$i]}"); done
-    fi
+    round_order "$round" "${VARIANTS[@]}"
     for scenario in cached miss; do
-        for v in "${order[@]}"; do
+        for v in "${ORDER[@]}"; do
             run_one "$scenario" "$v" "$round"
         done
     done
@@ -349,19 +205,8 @@ done
 
 META="$WORK/meta.tsv"
 {
-    printf 'date\t%s\n' "$DATE_START"
-    printf 'nproc\t%s\n' "$(nproc)"
-    printf 'cpu\t%s\n' "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
-    printf 'kernel\t%s\n' "$(uname -r)"
-    printf 'load_start\t%s\n' "$LOAD_START"
-    printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-    printf 'rev\t%s%s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
-        "$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' + local changes')"
+    bench_meta
     printf 'unbound\t%s\n' "$(dpkg-query -W -f='${Version}' unbound 2>/dev/null || "$UNBOUND" -V | awk '/^Version/ { print $2; exit }')"
-    printf 'dnsperf\t%s\n' "$(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null || echo '?')"
-    printf 'clk_tck\t%s\n' "$(getconf CLK_TCK)"
-    printf 'seconds\t%s\n' "$SECONDS_PER_RUN"
-    printf 'rounds\t%s\n' "$ROUNDS"
     printf 'miss_names\t%s\n' "$MISS_NAMES"
     for v in "${VARIANTS[@]}"; do
         printf 'rss_idle_%s\t%s\n' "$v" "${RSS_IDLE[$v]}"
@@ -511,20 +356,6 @@ if [[ "${BENCH_NO_WRITE:-0}" == 1 ]]; then
     exit 0
 fi
 
-python3 - "$DOC" "$REPORT" forward "## Forwarding vs unbound" <<'PY'
-import pathlib, sys
-
-doc, report, name, heading = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text(), sys.argv[3], sys.argv[4]
-begin, end = f"<!-- bench-{name}:begin -->", f"<!-- bench-{name}:end -->"
-block = f"{begin}\n{report.rstrip()}\n{end}"
-text = doc.read_text() if doc.exists() else "# Performance\n"
-if begin in text and end in text:
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    text = head + block + tail
-else:
-    text = text.rstrip() + f"\n\n{heading}\n\n{block}\n"
-doc.write_text(text)
-PY
+replace_block "$DOC" bench-forward "$REPORT" "## Forwarding vs unbound"
 log "figures written to ${DOC#"$ROOT"/}"
 "$ROOT/scripts/bench-auth.sh" --chart

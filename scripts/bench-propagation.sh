@@ -25,18 +25,16 @@
 # stopped and removed on exit.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
 
 COUNT="${BENCH_CONTAINERS:-50}"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 DOC="$ROOT/docs/performance.md"
 IMAGE=skydns-test/busybox:latest
 PREFIX="bench-prop-$(printf '%06x' $((RANDOM * 32768 + RANDOM)))"
 ENVIRONMENT="b$(printf '%06x' $((RANDOM * 32768 + RANDOM)))"
-
-log() { printf '==> %s\n' "$*" >&2; }
 
 # --- prerequisites ---------------------------------------------------------
 command -v python3 >/dev/null 2>&1 || {
@@ -48,62 +46,35 @@ cargo build --release -p skydns -p skydock --locked
 log "test image: scripts/docker-test-image.sh"
 scripts/docker-test-image.sh
 
-WORK=$(mktemp -d)
-SKYDNS_PID="" SKYDOCK_PID=""
-cleanup() {
-    local pid
-    for pid in "$SKYDOCK_PID" "$SKYDNS_PID"; do
-        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
+# On exit, after skydns and skydock: remove what is left of this run's containers.
+remove_containers() {
     local ids
     ids=$(docker ps -aq --filter "label=skydns-test=1" --filter "name=^$PREFIX-" 2>/dev/null || true)
     if [[ -n "$ids" ]]; then
         # shellcheck disable=SC2086
         docker rm -f -v $ids >/dev/null 2>&1 || true
     fi
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+CLEANUP_HOOK=remove_containers
+init_work
 
 # --- skydns ----------------------------------------------------------------
-env -u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER \
-    NO_COLOR=1 "$TARGET/skydns" -dns 127.0.0.1:0 -http 127.0.0.1:0 -nameserver 127.0.0.1:9 \
-    -log-level warn,skydns::server=info >"$WORK/skydns.log" 2>&1 &
-SKYDNS_PID=$!
-DNS_ADDR="" HTTP_ADDR=""
-for _ in $(seq 1 100); do
-    line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$WORK/skydns.log" | head -n1 || true)
-    if [[ -n "$line" ]]; then
-        DNS_ADDR=${line#listening dns=}
-        DNS_ADDR=${DNS_ADDR%% *}
-        HTTP_ADDR=${line##* http=}
-        break
-    fi
-    kill -0 "$SKYDNS_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[[ -n "$DNS_ADDR" ]] || {
-    echo "skydns did not start:" >&2
-    cat "$WORK/skydns.log" >&2
-    exit 1
-}
-log "skydns: dns=$DNS_ADDR http=$HTTP_ADDR"
+start_skydns skydns -- -nameserver 127.0.0.1:9
+DNS_ADDR="127.0.0.1:$SK_DNS"
+HTTP_ADDR=$SK_HTTP
 
 # --- skydock ---------------------------------------------------------------
 # skydock's own endpoint (if this build has one) on a free port, not 8081.
 DOCK_EXTRA=()
-if "$TARGET/skydock" --help 2>/dev/null | grep -q -- '--http'; then
+if "$TARGET_DIR/release/skydock" --help 2>/dev/null | grep -q -- '--http'; then
     DOCK_EXTRA=(-http 127.0.0.1:0)
 fi
 env -u SKYDNS_PORT_8080_TCP_ADDR -u SKYDNS_PORT_8080_TCP_PORT NO_COLOR=1 SKYDOCK_LOG=info \
-    "$TARGET/skydock" -s /var/run/docker.sock -skydns "http://$HTTP_ADDR" \
+    "$TARGET_DIR/release/skydock" -s /var/run/docker.sock -skydns "http://$HTTP_ADDR" \
     -environment "$ENVIRONMENT" -owner "bench@$ENVIRONMENT" "${DOCK_EXTRA[@]}" \
     >"$WORK/skydock.log" 2>&1 &
 SKYDOCK_PID=$!
+PIDS+=("$SKYDOCK_PID")
 for _ in $(seq 1 200); do
     grep -q 'skydock ready' "$WORK/skydock.log" && break
     kill -0 "$SKYDOCK_PID" 2>/dev/null || break
@@ -266,19 +237,5 @@ if [[ "${BENCH_NO_WRITE:-0}" == 1 ]]; then
     exit 0
 fi
 
-python3 - "$DOC" "$REPORT" <<'PY'
-import pathlib, sys
-
-doc, report = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
-begin, end = "<!-- bench-propagation:begin -->", "<!-- bench-propagation:end -->"
-block = f"{begin}\n{report.rstrip()}\n{end}"
-text = doc.read_text() if doc.exists() else "# Performance\n"
-if begin in text and end in text:
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    text = head + block + tail
-else:
-    text = text.rstrip() + "\n\n## Propagation\n\n" + block + "\n"
-doc.write_text(text)
-PY
+replace_block "$DOC" bench-propagation "$REPORT" "## Propagation"
 log "figures written to ${DOC#"$ROOT"/}"

@@ -21,14 +21,12 @@
 # bounded by OVERLOAD_TIMEOUT seconds (default 300).
 set -euo pipefail
 
-if [[ -z "${OVERLOAD_UNDER_TIMEOUT:-}" ]]; then
-    export OVERLOAD_UNDER_TIMEOUT=1
-    exec timeout --foreground -k 10 "${OVERLOAD_TIMEOUT:-300}" "$0" "$@"
-fi
-
-# shellcheck source=scripts/reliability-lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/reliability-lib.sh"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+rerun_under_timeout OVERLOAD_UNDER_TIMEOUT "${OVERLOAD_TIMEOUT:-300}" 10 "$@"
+init_work
 cd "$ROOT"
+DOC="$ROOT/docs/reliability.md"
 
 CAP_SECONDS="${OVERLOAD_CAPACITY_SECONDS:-5}"
 SECONDS_AT="${OVERLOAD_SECONDS:-30}"
@@ -40,9 +38,9 @@ DATE_START=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 log "build: cargo build --release -p skydns --locked"
 cargo build --release -p skydns --locked
-need_tools
+need_tools dnsperf curl python3
 
-start_skydns overload -no-forward
+start_skydns overload -- -no-forward
 PID=$SK_PID
 PIN=()
 CONSTRAINT="none: skydns and dnsperf share the cores"
@@ -67,13 +65,9 @@ printf 'web.prod.skydns.local A\n' >"$WORK/q.txt"
 RSS_IDLE=$(rss_kb "$PID")
 FDS_IDLE=$(fd_count "$PID")
 
-# stat FILE LABEL: a number from dnsperf's summary.
-stat() { grep -m1 "$2" "$1" | sed -E 's/^[^:]*:[[:space:]]*([0-9.]+).*/\1/'; }
-codes() { grep -m1 'Response codes:' "$1" | sed -E 's/^[^:]*:[[:space:]]*//'; }
-
 log "capacity: dnsperf -l $CAP_SECONDS -c 10 -T 2"
 run "${PIN[@]}" dnsperf -s 127.0.0.1 -p "$SK_DNS" -d "$WORK/q.txt" -l "$CAP_SECONDS" -c 10 -T 2 -q 200 >"$WORK/cap.txt" 2>&1
-CAP=$(stat "$WORK/cap.txt" 'Queries per second')
+CAP=$(dnsperf_stat "$WORK/cap.txt" 'Queries per second')
 CAP=${CAP%.*}
 RATE=$((CAP * FACTOR))
 log "capacity $CAP queries/s; offering $RATE queries/s for $SECONDS_AT s"
@@ -101,17 +95,16 @@ FDS_MAX=$(awk 'BEGIN {m = 0} $2 > m {m = $2} END {print m}' "$WORK/rss.txt")
 RSS_END=$(rss_kb "$PID")
 FDS_END=$(fd_count "$PID")
 
-SENT=$(stat "$WORK/over.txt" 'Queries sent')
-DONE=$(stat "$WORK/over.txt" 'Queries completed')
-LOST=$(stat "$WORK/over.txt" 'Queries lost')
-QPS=$(stat "$WORK/over.txt" 'Queries per second')
-LAT=$(stat "$WORK/over.txt" 'Average Latency')
-CODES=$(codes "$WORK/over.txt")
-POST=$(stat "$WORK/post.txt" 'Queries per second')
+SENT=$(dnsperf_stat "$WORK/over.txt" 'Queries sent')
+DONE=$(dnsperf_stat "$WORK/over.txt" 'Queries completed')
+LOST=$(dnsperf_stat "$WORK/over.txt" 'Queries lost')
+QPS=$(dnsperf_stat "$WORK/over.txt" 'Queries per second')
+LAT=$(dnsperf_stat "$WORK/over.txt" 'Average Latency')
+CODES=$(dnsperf_codes "$WORK/over.txt")
+POST=$(dnsperf_stat "$WORK/post.txt" 'Queries per second')
 REFUSED=$(grep -o 'REFUSED [0-9]*' <<<"$CODES" | awk '{print $2}' || true)
 SERVFAIL=$(grep -o 'SERVFAIL [0-9]*' <<<"$CODES" | awk '{print $2}' || true)
 
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 verdict=ok
 [[ "$AFTER" == "0 10 "* ]] || verdict="FAILED: no normal answer right after"
 awk -v m="$RSS_MAX" -v i="$RSS_IDLE" 'BEGIN {exit !(m > i + 262144)}' && verdict="FAILED: RSS grew by more than 256 MiB"
@@ -145,7 +138,7 @@ OUT="$WORK/section.md"
 } >"$OUT"
 cat "$OUT"
 if [[ -z "${OVERLOAD_NO_WRITE:-}" ]]; then
-    replace_block overload "$OUT"
+    replace_block "$DOC" overload "$OUT"
     log "wrote the overload section of docs/reliability.md"
 fi
 [[ $verdict == ok ]]

@@ -24,14 +24,12 @@
 set -euo pipefail
 
 DURATION="${SOAK_SECONDS:-600}"
-if [[ -z "${SOAK_UNDER_TIMEOUT:-}" ]]; then
-    export SOAK_UNDER_TIMEOUT=1
-    exec timeout --foreground -k 10 "$((DURATION + 300))" "$0" "$@"
-fi
-
-# shellcheck source=scripts/reliability-lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/reliability-lib.sh"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+rerun_under_timeout SOAK_UNDER_TIMEOUT "$((DURATION + 300))" 10 "$@"
+init_work
 cd "$ROOT"
+DOC="$ROOT/docs/reliability.md"
 
 QPS="${SOAK_QPS:-3000}"
 WARMUP="${SOAK_WARMUP:-$((DURATION / 3 < 60 ? DURATION / 3 : 60))}"
@@ -40,10 +38,10 @@ DATE_START=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 log "build: cargo build --release -p skydns --locked"
 cargo build --release -p skydns --locked
-need_tools
+need_tools dnsperf curl python3
 PLOT_PY=$(plot_python)
 
-start_skydns stub -domain upstream.test -no-forward
+start_skydns stub -- -domain upstream.test -no-forward
 STUB_DNS=$SK_DNS
 for i in 1 2 3; do
     register "$SK_API" "up$i" web prod "192.0.2.$i" 80 36000
@@ -54,7 +52,7 @@ STORE_ARGS=(-data "$WORK/data")
 [[ "${SOAK_STORE:-redb}" == memory ]] && STORE_ARGS=()
 # SOAK_SKYDNS_ARGS adds flags (e.g. "-cache-size 0") to the skydns under test.
 read -r -a EXTRA_ARGS <<<"${SOAK_SKYDNS_ARGS:-}"
-start_skydns soak "${STORE_ARGS[@]}" -nameserver "127.0.0.1:$STUB_DNS" -forward-timeout 1s "${EXTRA_ARGS[@]}"
+start_skydns soak -- "${STORE_ARGS[@]}" -nameserver "127.0.0.1:$STUB_DNS" -forward-timeout 1s "${EXTRA_ARGS[@]}"
 PID=$SK_PID
 API=$SK_API
 for i in $(seq 1 10); do
@@ -100,13 +98,12 @@ wait "$APIGEN" || api_rc=$?
 sleep 1
 echo "$(($(date +%s) - T0)),$(rss_kb "$PID"),$(fd_count "$PID")" >>"$WORK/rss.csv"
 kill "$SAMPLER" 2>/dev/null || true
-cp "$WORK/rss.csv" "${CARGO_TARGET_DIR:-$ROOT/target}/soak-rss.csv"
+cp "$WORK/rss.csv" "$TARGET_DIR/soak-rss.csv"
 
-stat() { grep -m1 "$2" "$1" | sed -E 's/^[^:]*:[[:space:]]*([0-9.]+).*/\1/'; }
-SENT=$(stat "$WORK/dnsperf.txt" 'Queries sent')
-LOST=$(stat "$WORK/dnsperf.txt" 'Queries lost')
-CODES=$(grep -m1 'Response codes:' "$WORK/dnsperf.txt" | sed -E 's/^[^:]*:[[:space:]]*//')
-LAT=$(stat "$WORK/dnsperf.txt" 'Average Latency')
+SENT=$(dnsperf_stat "$WORK/dnsperf.txt" 'Queries sent')
+LOST=$(dnsperf_stat "$WORK/dnsperf.txt" 'Queries lost')
+CODES=$(dnsperf_codes "$WORK/dnsperf.txt")
+LAT=$(dnsperf_stat "$WORK/dnsperf.txt" 'Average Latency')
 BAD_CODES=$(grep -oE '(SERVFAIL|REFUSED|FORMERR|NOTIMP)[^,]*' <<<"$CODES" || true)
 
 OUT="$WORK/section.md"
@@ -190,7 +187,7 @@ verdict=$?
 set -e
 cat "$OUT"
 if [[ -z "${SOAK_NO_WRITE:-}" ]]; then
-    replace_block soak "$OUT"
+    replace_block "$DOC" soak "$OUT"
     log "wrote the soak section of docs/reliability.md and docs/soak.png"
 fi
 exit "$verdict"
