@@ -10,6 +10,15 @@
 #   BENCH_NO_WRITE=1 scripts/bench-api.sh         # print only
 #   BENCH_SKYDNS=/path/to/old/skydns BENCH_NO_WRITE=1 scripts/bench-api.sh
 #                                                 # same load on another build (before/after)
+#   scripts/bench-api.sh --callgrind              # user-space instructions per request
+#   BENCH_SKYDNS=/path/to/old/skydns scripts/bench-api.sh --callgrind
+#
+# --callgrind runs skydns under `valgrind --tool=callgrind` (with -data) and
+# counts the instructions of each phase (BENCH_SERVICES, default 2,000
+# registrations; BENCH_HEARTBEATS, default 20,000 heartbeats; the deletes),
+# background work included (the store's writer thread, the heartbeat flush),
+# divided by the requests: a figure that does not depend on what else the
+# machine is doing. Prints only.
 #
 # Loopback only; skydns stores in a fresh temp directory (-data) each round.
 # Everything started here is killed on exit; every run is bounded in time.
@@ -33,12 +42,52 @@ cargo build --release -p skydns -p skydns-tests --bin skydns --bin api-load --lo
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 init_work
 
+# --callgrind: instructions per request, one phase at a time.
+callgrind_mode() {
+    local services="${BENCH_SERVICES:-2000}" beats="${BENCH_HEARTBEATS:-20000}"
+    need_tools valgrind callgrind_control:valgrind
+    NO_COLOR=1 timeout 1800 valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+        "$BIN" -dns 127.0.0.1:0 -http 127.0.0.1:0 -nameserver 127.0.0.1:9 -data "$WORK/data" \
+        -log-level warn,skydns::server=info >"$WORK/skydns.log" 2>&1 &
+    PIDS+=("$!")
+    local line="" pid
+    for _ in $(seq 1 600); do
+        line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$WORK/skydns.log" | head -n1 || true)
+        [[ -n "$line" ]] && break
+        sleep 0.1
+    done
+    [[ -n "$line" ]] || { cat "$WORK/skydns.log" >&2; exit 1; }
+    pid=$(pgrep -P "${PIDS[-1]}" | head -n1) # valgrind itself, timeout's child
+    SK_API="http://${line##* http=}"
+    LIMIT=600
+    printf '%-10s %10s %16s\n' request done instr/request
+    local mode count out n ir
+    for mode in register:"$services" heartbeat:"$beats" delete:"$services"; do
+        count=${mode#*:} mode=${mode%%:*}
+        sleep 1.5 # let the previous phase's store and flush work finish
+        callgrind_control -z "$pid" >/dev/null 2>&1
+        out=$(load --mode "$mode" --count "$count" --pool "$services")
+        sleep 1.5 # and count this phase's
+        rm -f "$WORK"/cg.*
+        callgrind_control -d "$pid" >/dev/null 2>&1
+        sleep 1
+        n=$(field ok "$out")
+        [[ $(field errors "$out") == 0 ]] || { echo "errors in: $out" >&2; exit 1; }
+        ir=$(cat "$WORK"/cg.* 2>/dev/null | awk '/^totals:/ { s += $2 } END { print s + 0 }')
+        printf '%-10s %10s %16.0f\n' "$mode" "$n" "$(awk -v i="$ir" -v n="$n" 'BEGIN { print (n > 0 ? i / n : 0) }')"
+    done
+}
+
 # Runs the load generator; prints its one result line.
 load() {
     timeout $((LIMIT + 30)) "$TARGET_DIR/release/api-load" --url "$SK_API" --clients "$CLIENTS" --seconds "$LIMIT" "$@"
 }
 
 field() { grep -o "$1=[^ ]*" <<<"$2" | cut -d= -f2; }
+if [[ "${1:-}" == "--callgrind" ]]; then
+    callgrind_mode
+    exit 0
+fi
 HZ=$(getconf CLK_TCK)
 # Runs one phase; prints the load generator's line plus skydns's CPU time per
 # request in microseconds (cpu_us=...), a figure other load on the machine
