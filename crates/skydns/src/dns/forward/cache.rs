@@ -291,7 +291,9 @@ mod tests {
         }
         assert_eq!(cache.len(), 1000);
         let inner = cache.lock();
-        assert_eq!(inner.map.capacity(), map_cap, "map never grew");
+        // `capacity()` is live entries plus free slots, so tombstones lower it
+        // until the next in-place clean-up; a doubled table would raise it.
+        assert!(inner.map.capacity() <= map_cap, "map never grew");
         assert_eq!(inner.order.capacity(), order_cap, "order queue never grew");
     }
 }
