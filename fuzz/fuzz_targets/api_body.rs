@@ -92,7 +92,7 @@ fn snapshot(registry: &Registry) -> Vec<Service> {
         .lookup(&skydns::registry::Pattern::parse("").expect("match-all pattern"))
         .iter()
         .map(|e| {
-            let mut s = e.service.clone();
+            let mut s = e.service.to_service();
             s.ttl = 0; // heartbeats legitimately change it
             s
         })

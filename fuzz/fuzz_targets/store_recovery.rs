@@ -5,8 +5,9 @@
 //! and a truncation applied to a copy of that file. Then the directory is
 //! opened and loaded, and the registry restored from it, as skydns does at
 //! start. Invariants besides "no panic, no hang": open/load return an error or
-//! a `Loaded`; a `Loaded` never holds more records (read + damaged) than
-//! were written; the registry never restores more than the store returned.
+//! a `Loaded`; load never hands over more records (read, in batches of at
+//! most `LOAD_BATCH`, + damaged) than were written; the registry never
+//! restores more than the store handed over.
 //! Panics inside redb are caught as the fix does (see `install_redb_panic_hook`).
 #![no_main]
 
@@ -23,7 +24,7 @@ use skydns::{
     Registry,
     metrics::Metrics,
     registry::RegistryOptions,
-    store::{RedbStore, Store, StoredService},
+    store::{LOAD_BATCH, RedbStore, Store, StoredService},
 };
 use skydns_api::{Callback, Service};
 use skydns_fuzz::{DOMAIN, runtime};
@@ -175,12 +176,26 @@ fuzz_target!(|damage: Vec<Damage>| {
         let Some(Ok(store)) = redb_guard(|| RedbStore::open(fx.dir.path())) else {
             return;
         };
-        // `load` runs redb on a blocking task: a redb panic there comes back
-        // as a task error, i.e. `Err` here.
-        let Ok(loaded) = store.load().await else {
+        // `load` runs redb on the store's thread, which catches a redb panic
+        // and reports it: `Err` here, or the records read before it.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<StoredService>>(2);
+        let count = async {
+            let mut read = 0;
+            while let Some(batch) = rx.recv().await {
+                assert!(
+                    !batch.is_empty() && batch.len() <= LOAD_BATCH,
+                    "a batch of {} records",
+                    batch.len()
+                );
+                read += batch.len();
+            }
+            read
+        };
+        let (loaded, read) = tokio::join!(store.load(tx), count);
+        let Ok(loaded) = loaded else {
             return;
         };
-        let found = loaded.services.len() + loaded.damaged.len();
+        let found = read + loaded.damaged.len();
         assert!(
             found <= fx.records,
             "{found} records read from a store holding {}",
@@ -193,14 +208,8 @@ fuzz_target!(|damage: Vec<Damage>| {
         if let Ok((registry, report)) =
             Registry::open(Arc::new(store), options, Arc::new(Metrics::new())).await
         {
-            assert!(
-                report.restored <= loaded.services.len(),
-                "restored more than loaded"
-            );
-            assert!(
-                registry.len() <= loaded.services.len(),
-                "registry holds more than loaded"
-            );
+            assert!(report.restored <= read, "restored more than loaded");
+            assert!(registry.len() <= read, "registry holds more than loaded");
         }
     });
 });

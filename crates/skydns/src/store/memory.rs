@@ -1,6 +1,8 @@
 //! The no-persistence store: the registry's own memory is the only copy.
 
-use super::{Loaded, Op, Store, StoreError};
+use tokio::sync::mpsc;
+
+use super::{Loaded, Op, Store, StoreError, StoredService};
 
 /// Keeps nothing: every registration is lost on restart.
 #[derive(Debug, Default, Clone, Copy)]
@@ -8,7 +10,7 @@ pub struct MemoryStore;
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
-    async fn load(&self) -> Result<Loaded, StoreError> {
+    async fn load(&self, _batches: mpsc::Sender<Vec<StoredService>>) -> Result<Loaded, StoreError> {
         Ok(Loaded::default())
     }
     async fn commit(&self, _ops: Vec<Op>) -> Result<(), StoreError> {

@@ -17,12 +17,18 @@
 //! after an I/O error; while it cannot be reopened every batch fails with a
 //! clear error, and writes succeed again as soon as the disk does.
 //!
+//! LOAD: the writer thread reads the `services` table in one read
+//! transaction and sends the records on in batches ([`LOAD_BATCH`]) with
+//! `blocking_send`, so it decodes the next batch while the registry files
+//! the last one, and waits when the registry falls behind.
+//!
 //! DAMAGE: a file redb cannot open as a database is moved aside
 //! (`skydns.redb.damaged-<unix seconds>`) and a fresh one created, loudly
 //! ([`Loaded::lost`]); a file that opens but whose table cannot be read to its
 //! end keeps what was read, and the records are rewritten into a fresh file
-//! while the damaged one is moved aside. Errors that are not damage (another
-//! skydns holds the file, permission denied) fail the start.
+//! while the damaged one is moved aside (see `Writer::rebuild`). Errors that
+//! are not damage (another skydns holds the file, permission denied) fail the
+//! start.
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
@@ -31,11 +37,12 @@ use std::{
 };
 
 use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
+    Database, DatabaseError, ReadOnlyTable, ReadableDatabase, ReadableTable, StorageError, Table,
+    TableDefinition,
 };
 use tokio::sync::oneshot;
 
-use super::{Loaded, Op, Store, StoreError, StoredService};
+use super::{LOAD_BATCH, Loaded, Op, Store, StoreError, StoredService};
 
 const SERVICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("services");
 const DEADLINES: TableDefinition<'_, &str, u64> = TableDefinition::new("deadlines");
@@ -48,8 +55,11 @@ const CACHE_BYTES: usize = 4 << 20;
 /// Most batches committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
+/// Where [`Store::load`] sends the records it reads.
+type Batches = tokio::sync::mpsc::Sender<Vec<StoredService>>;
+
 enum Job {
-    Load(oneshot::Sender<Result<Loaded, StoreError>>),
+    Load(Batches, oneshot::Sender<Result<Loaded, StoreError>>),
     Commit(Vec<Op>, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -136,8 +146,8 @@ impl RedbStore {
 
 #[async_trait::async_trait]
 impl Store for RedbStore {
-    async fn load(&self) -> Result<Loaded, StoreError> {
-        self.ask(Job::Load).await
+    async fn load(&self, batches: Batches) -> Result<Loaded, StoreError> {
+        self.ask(|reply| Job::Load(batches, reply)).await
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
@@ -287,13 +297,13 @@ impl Writer {
         while let Ok(job) = rx.recv() {
             let mut load = None;
             match job {
-                Job::Load(reply) => load = Some(reply),
+                Job::Load(batches, reply) => load = Some((batches, reply)),
                 Job::Commit(ops, reply) => batch.push((ops, reply)),
             }
             while load.is_none() && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(Job::Commit(ops, reply)) => batch.push((ops, reply)),
-                    Ok(Job::Load(reply)) => load = Some(reply),
+                    Ok(Job::Load(batches, reply)) => load = Some((batches, reply)),
                     Err(_) => break,
                 }
             }
@@ -306,8 +316,9 @@ impl Writer {
                     let _ = reply.send(result.clone().map_err(StoreError::Backend));
                 }
             }
-            if let Some(reply) = load {
-                let _ = reply.send(self.load());
+            if let Some((batches, reply)) = load {
+                // `load` drops `batches` before the reply is sent.
+                let _ = reply.send(self.load(batches));
             }
         }
     }
@@ -345,60 +356,232 @@ impl Writer {
         result.map_err(|e| format!("cannot write to {file}: {e}"))
     }
 
-    fn load(&mut self) -> Result<Loaded, StoreError> {
+    fn load(&mut self, batches: Batches) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded {
             lost: std::mem::take(&mut self.lost),
             ..Loaded::default()
         };
+        let mut reading = Reading::new(batches);
         let db = self.db().map_err(StoreError::Backend)?;
-        let read = catch_unwind(AssertUnwindSafe(|| read_all(db, &mut loaded)));
+        let read = catch_unwind(AssertUnwindSafe(|| {
+            read_all(db, &mut reading, &mut loaded.damaged)
+        }));
         let failure = match read {
-            Ok(Ok(())) => return Ok(loaded),
-            Ok(Err(e)) => e,
-            Err(_) => "the database engine found it inconsistent".to_string(),
+            Ok(Ok(())) => None,
+            Ok(Err(Stop::Abandoned)) => return Err(abandoned()),
+            Ok(Err(Stop::Failed(e))) => Some(e),
+            Err(_) => Some("the database engine found it inconsistent".to_string()),
         };
-        // The file opened but could not be read to its end: keep what was
-        // read, in a fresh file; move the damaged one aside.
-        let kept = loaded.services.len();
-        self.db = None;
+        // What was read before a failure is kept too.
+        reading.flush().map_err(|_| abandoned())?;
+        if let Some(failure) = failure {
+            self.rebuild(&failure, &reading, &mut loaded.lost)?;
+        }
+        Ok(loaded)
+    }
+
+    /// The file opened but could not be read to its end (`failure`): moves
+    /// it aside and writes the records handed over from it to a fresh file.
+    ///
+    /// Those records have already left for the registry, so they are read a
+    /// second time from the damaged file, which stays open (through its open
+    /// handle, once renamed) for this: the first `reading.rows` rows, which
+    /// were read once already, never the one that failed. Rewriting them
+    /// here rather than having the registry put back what it restored keeps
+    /// the store's promise that when `load` returns, the store holds every
+    /// record it handed over: the registry never holds an entry the store
+    /// has not (its rule for every write), and the rare damaged start costs
+    /// a second read instead of a copy of every record kept in memory.
+    fn rebuild(
+        &mut self,
+        failure: &str,
+        reading: &Reading,
+        lost: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        let file = self.file.display().to_string();
+        let damaged = self
+            .db
+            .take()
+            .ok_or_else(|| StoreError::Backend(format!("{file} is not open")))?;
         let aside = move_aside(&self.file)?;
-        loaded.lost.push(format!(
-            "the store file could be read only in part ({failure}); {kept} registrations were recovered \
+        let fresh = open_with_tables(&self.file).map_err(|e| {
+            StoreError::Backend(format!("cannot create a new store at {file}: {e}"))
+        })?;
+        let copied = if reading.rows == 0 {
+            Ok(Ok(0))
+        } else {
+            catch_unwind(AssertUnwindSafe(|| copy(&damaged, &fresh, reading.rows)))
+        };
+        drop(damaged);
+        let copied = match copied {
+            Ok(Ok(copied)) => copied,
+            Ok(Err(e)) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot rewrite the registrations recovered from {} to {file}: {e}",
+                    aside.display()
+                )));
+            }
+            Err(_) => {
+                // As in `commit`: a database that panicked is never dropped.
+                std::mem::forget(fresh);
+                return Err(StoreError::Backend(format!(
+                    "cannot rewrite the registrations recovered from {} to {file}: \
+                     the database engine failed",
+                    aside.display()
+                )));
+            }
+        };
+        if copied != reading.records {
+            return Err(StoreError::Backend(format!(
+                "{} read {copied} registrations the second time instead of {}; \
+                 they cannot be rewritten to {file}",
+                aside.display(),
+                reading.records
+            )));
+        }
+        self.db = Some(fresh);
+        lost.push(format!(
+            "the store file could be read only in part ({failure}); {copied} registrations were recovered \
              and rewritten to a new file, the rest is lost; the damaged file was moved to {}",
             aside.display()
         ));
-        let db = open_with_tables(&self.file).map_err(|e| {
-            StoreError::Backend(format!(
-                "cannot create a new store at {}: {e}",
-                self.file.display()
-            ))
-        })?;
-        let ops = loaded.services.iter().cloned().map(Op::Put).collect();
-        self.db = Some(db);
-        self.commit(&[(ops, oneshot::channel().0)])
-            .map_err(StoreError::Backend)?;
-        Ok(loaded)
+        Ok(())
     }
 }
 
-/// Reads every record into `loaded`; stops at the first unreadable row.
-fn read_all(db: &Database, loaded: &mut Loaded) -> Result<(), String> {
-    let txn = db.begin_read().map_err(backend)?;
-    let services = txn.open_table(SERVICES).map_err(backend)?;
-    let deadlines = txn.open_table(DEADLINES).map_err(backend)?;
-    for row in services.iter().map_err(backend)? {
-        let (key, value) = row.map_err(backend)?;
-        let key = key.value().to_string();
-        match serde_json::from_slice::<StoredService>(value.value()) {
-            Ok(mut record) => {
-                if let Some(d) = deadlines.get(key.as_str()).map_err(backend)? {
-                    record.expires_ms = d.value();
-                }
-                loaded.services.push(record);
-            }
-            Err(e) => loaded.damaged.push((key, e.to_string())),
+/// The error of a load whose caller stopped receiving.
+fn abandoned() -> StoreError {
+    StoreError::Backend("the store load was abandoned: nothing receives its records".into())
+}
+
+/// Why a read stopped before the end of the table.
+enum Stop {
+    /// The receiver of the batches was dropped.
+    Abandoned,
+    /// The engine failed (damaged file, I/O error).
+    Failed(String),
+}
+
+fn failed(e: impl std::fmt::Display) -> Stop {
+    Stop::Failed(e.to_string())
+}
+
+/// A load under way: the batch being filled, and how far the read got.
+struct Reading {
+    batches: Batches,
+    batch: Vec<StoredService>,
+    /// Rows of `services` read (handed over, or reported damaged).
+    rows: usize,
+    /// Records handed over (or in `batch`, about to be).
+    records: usize,
+}
+
+impl Reading {
+    fn new(batches: Batches) -> Self {
+        Self {
+            batches,
+            batch: Vec::new(),
+            rows: 0,
+            records: 0,
         }
     }
+
+    fn push(&mut self, record: StoredService) -> Result<(), Stop> {
+        if self.batch.capacity() == 0 {
+            self.batch.reserve_exact(LOAD_BATCH);
+        }
+        self.batch.push(record);
+        self.records += 1;
+        if self.batch.len() >= LOAD_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the batch being filled, waiting while the channel is full.
+    fn flush(&mut self) -> Result<(), Stop> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batches
+            .blocking_send(std::mem::take(&mut self.batch))
+            .map_err(|_| Stop::Abandoned)
+    }
+}
+
+/// Reads every record, handing the intact ones to `reading` and noting the
+/// undecodable ones in `damaged`; stops at the first unreadable row.
+fn read_all(
+    db: &Database,
+    reading: &mut Reading,
+    damaged: &mut Vec<(String, String)>,
+) -> Result<(), Stop> {
+    let txn = db.begin_read().map_err(failed)?;
+    let services = txn.open_table(SERVICES).map_err(failed)?;
+    let deadlines = txn.open_table(DEADLINES).map_err(failed)?;
+    for row in services.iter().map_err(failed)? {
+        let (key, value) = row.map_err(failed)?;
+        let decoded = decode(&deadlines, key.value(), value.value()).map_err(failed)?;
+        reading.rows += 1;
+        match decoded {
+            Ok(record) => reading.push(record)?,
+            Err(reason) => damaged.push((key.value().to_string(), reason)),
+        }
+    }
+    Ok(())
+}
+
+/// Copies the intact records among the first `rows` rows of `from` into
+/// `to`, in one transaction; returns how many.
+fn copy(from: &Database, to: &Database, rows: usize) -> Result<usize, String> {
+    let read = from.begin_read().map_err(backend)?;
+    let services = read.open_table(SERVICES).map_err(backend)?;
+    let deadlines = read.open_table(DEADLINES).map_err(backend)?;
+    let txn = to.begin_write().map_err(backend)?;
+    let mut copied = 0;
+    {
+        let mut to_services = txn.open_table(SERVICES).map_err(backend)?;
+        let mut to_deadlines = txn.open_table(DEADLINES).map_err(backend)?;
+        for row in services.iter().map_err(backend)?.take(rows) {
+            let (key, value) = row.map_err(backend)?;
+            if let Ok(record) = decode(&deadlines, key.value(), value.value())? {
+                put(&mut to_services, &mut to_deadlines, &record)?;
+                copied += 1;
+            }
+        }
+    }
+    txn.commit().map_err(backend)?;
+    Ok(copied)
+}
+
+/// Decodes one `services` row, its deadline taken from `deadlines`:
+/// `Ok(Err(reason))` when the record is damaged, `Err` when the engine failed.
+fn decode(
+    deadlines: &ReadOnlyTable<&'static str, u64>,
+    key: &str,
+    value: &[u8],
+) -> Result<Result<StoredService, String>, String> {
+    match serde_json::from_slice::<StoredService>(value) {
+        Ok(mut record) => {
+            if let Some(d) = deadlines.get(key).map_err(backend)? {
+                record.expires_ms = d.value();
+            }
+            Ok(Ok(record))
+        }
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+/// Inserts or replaces `record` in the two tables.
+fn put(
+    services: &mut Table<'_, &'static str, &'static [u8]>,
+    deadlines: &mut Table<'_, &'static str, u64>,
+    record: &StoredService,
+) -> Result<(), String> {
+    let uuid = record.service.uuid.as_str();
+    let bytes = serde_json::to_vec(record).map_err(backend)?;
+    services.insert(uuid, bytes.as_slice()).map_err(backend)?;
+    deadlines.insert(uuid, record.expires_ms).map_err(backend)?;
     Ok(())
 }
 
@@ -410,12 +593,7 @@ fn write(db: &Database, batch: &[Pending]) -> Result<(), String> {
         let mut deadlines = txn.open_table(DEADLINES).map_err(backend)?;
         for op in batch.iter().flat_map(|(ops, _)| ops) {
             match op {
-                Op::Put(record) => {
-                    let uuid = record.service.uuid.as_str();
-                    let bytes = serde_json::to_vec(record).map_err(backend)?;
-                    services.insert(uuid, bytes.as_slice()).map_err(backend)?;
-                    deadlines.insert(uuid, record.expires_ms).map_err(backend)?;
-                }
+                Op::Put(record) => put(&mut services, &mut deadlines, record)?,
                 Op::Remove(uuid) => {
                     services.remove(uuid.as_str()).map_err(backend)?;
                     deadlines.remove(uuid.as_str()).map_err(backend)?;
@@ -437,6 +615,7 @@ fn write(db: &Database, batch: &[Pending]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::load_all;
     use skydns_api::Service;
 
     fn record(uuid: &str, expires_ms: u64) -> StoredService {
@@ -468,8 +647,8 @@ mod tests {
                 .expect("touch");
         }
         let store = RedbStore::open(dir.path()).expect("reopen");
-        let loaded = store.load().await.expect("load");
-        assert_eq!(loaded.services, vec![record("b", 99)]);
+        let (records, loaded, _) = load_all(&store).await.expect("load");
+        assert_eq!(records, vec![record("b", 99)]);
         assert!(loaded.damaged.is_empty());
         assert!(loaded.lost.is_empty());
     }
@@ -486,8 +665,8 @@ mod tests {
         while let Some(r) = tasks.join_next().await {
             r.expect("join").expect("put");
         }
-        let loaded = store.load().await.expect("load");
-        assert_eq!(loaded.services.len(), 200);
+        let (records, _, _) = load_all(&*store).await.expect("load");
+        assert_eq!(records.len(), 200);
     }
 
     #[tokio::test]
@@ -495,8 +674,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(FILE_NAME), vec![0x5a; 8192]).expect("write");
         let store = RedbStore::open(dir.path()).expect("open");
-        let loaded = store.load().await.expect("load");
-        assert!(loaded.services.is_empty());
+        let (records, loaded, _) = load_all(&store).await.expect("load");
+        assert!(records.is_empty());
         assert_eq!(loaded.lost.len(), 1, "{:?}", loaded.lost);
         assert!(loaded.lost[0].contains("moved to"), "{:?}", loaded.lost);
         let names: Vec<String> = std::fs::read_dir(dir.path())
@@ -507,5 +686,120 @@ mod tests {
             names.iter().any(|n| n.starts_with("skydns.redb.damaged-")),
             "{names:?}"
         );
+    }
+
+    /// A store holding `n` records `u00000`, `u00001`... (3 of every 100
+    /// written in a damaged form), closed.
+    async fn store_with(dir: &Path, n: usize) {
+        let store = RedbStore::open(dir).expect("open");
+        let records = (0..n).map(|i| record(&format!("u{i:05}"), 1_000 + i as u64));
+        store.put(records.collect()).await.expect("put");
+        let damaged: Vec<Op> = (0..n)
+            .filter(|i| i % 100 == 7)
+            .map(|i| Op::Remove(format!("u{i:05}")))
+            .collect();
+        store.commit(damaged).await.expect("remove");
+        drop(store);
+        let db = Database::create(dir.join(FILE_NAME)).expect("reopen raw");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut services = txn.open_table(SERVICES).expect("table");
+            for i in (0..n).filter(|i| i % 100 == 7) {
+                services
+                    .insert(format!("u{i:05}").as_str(), b"{not json".as_slice())
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+
+    #[tokio::test]
+    async fn load_hands_over_every_record_in_bounded_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 2 * LOAD_BATCH + 100;
+        store_with(dir.path(), n).await;
+        let store = RedbStore::open(dir.path()).expect("open");
+        let (records, loaded, batches) = load_all(&store).await.expect("load");
+        let damaged = (0..n).filter(|i| i % 100 == 7).count();
+        assert_eq!(records.len(), n - damaged);
+        assert_eq!(loaded.damaged.len(), damaged, "{:?}", loaded.damaged);
+        assert!(loaded.damaged.iter().all(|(key, _)| key.ends_with('7')));
+        assert!(loaded.lost.is_empty(), "{:?}", loaded.lost);
+        assert_eq!(batches, records.len().div_ceil(LOAD_BATCH), "batches");
+        for (i, r) in records.iter().enumerate() {
+            let want = (0..n).filter(|i| i % 100 != 7).nth(i).expect("index");
+            assert_eq!(*r, record(&format!("u{want:05}"), 1_000 + want as u64));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_load_whose_receiver_goes_away_fails_and_the_store_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        store_with(dir.path(), 3 * LOAD_BATCH).await;
+        let store = RedbStore::open(dir.path()).expect("open");
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<StoredService>>(1);
+        let first = async {
+            let batch = rx.recv().await.expect("a batch");
+            drop(rx);
+            batch.len()
+        };
+        let (loaded, first) = tokio::join!(store.load(tx), first);
+        assert_eq!(first, LOAD_BATCH);
+        assert!(loaded.is_err(), "an abandoned load says so");
+        store.put(vec![record("after", 5)]).await.expect("put");
+        let (records, _, _) = load_all(&store).await.expect("load");
+        assert_eq!(records.len(), 3 * LOAD_BATCH - 31 + 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_read_only_in_part_keeps_what_was_read_in_a_fresh_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n = 3 * LOAD_BATCH;
+        store_with(dir.path(), n).await;
+        // Damage the leaf page that holds a record in the middle of the table.
+        let path = dir.path().join(FILE_NAME);
+        let mut file = std::fs::read(&path).expect("read");
+        let needle = br#""UUID":"u01500""#;
+        let at = file
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .expect("record in the file");
+        let page = at / 4096 * 4096;
+        file[page + 2..page + 4].copy_from_slice(&[0xff, 0xff]);
+        std::fs::write(&path, &file).expect("write");
+
+        let store = RedbStore::open(dir.path()).expect("open");
+        let (records, loaded, _) = load_all(&store).await.expect("load");
+        eprintln!("{} records, {:?}", records.len(), loaded.lost);
+        assert!(
+            !records.is_empty() && records.len() < 1500,
+            "{}",
+            records.len()
+        );
+        assert_eq!(loaded.lost.len(), 1, "{:?}", loaded.lost);
+        assert!(
+            loaded.lost[0].contains("read only in part"),
+            "{:?}",
+            loaded.lost
+        );
+        assert!(
+            loaded.lost[0].contains(&format!("{} registrations were recovered", records.len())),
+            "{:?}",
+            loaded.lost
+        );
+        drop(store);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("skydns.redb.damaged-")),
+            "{names:?}"
+        );
+        // The fresh file holds exactly what was handed over.
+        let store = RedbStore::open(dir.path()).expect("reopen");
+        let (again, loaded, _) = load_all(&store).await.expect("load again");
+        assert_eq!(again, records);
+        assert!(loaded.lost.is_empty() && loaded.damaged.is_empty());
     }
 }
