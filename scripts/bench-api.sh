@@ -50,17 +50,13 @@ callgrind_mode() {
         "$BIN" -dns 127.0.0.1:0 -http 127.0.0.1:0 -nameserver 127.0.0.1:9 -data "$WORK/data" \
         -log-level warn,skydns::server=info >"$WORK/skydns.log" 2>&1 &
     PIDS+=("$!")
-    local line="" pid
-    for _ in $(seq 1 600); do
-        line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$WORK/skydns.log" | head -n1 || true)
-        [[ -n "$line" ]] && break
-        sleep 0.1
-    done
+    local line pid
+    line=$(wait_listening "$WORK/skydns.log" "${PIDS[-1]}" 600)
     [[ -n "$line" ]] || { cat "$WORK/skydns.log" >&2; exit 1; }
     pid=$(pgrep -P "${PIDS[-1]}" | head -n1) # valgrind itself, timeout's child
     SK_API="http://${line##* http=}"
     LIMIT=600
-    printf '%-10s %10s %16s\n' request done instr/request
+    printf '%-10s %10s %16s\n' request 'done' instr/request
     local mode count out n ir
     for mode in register:"$services" heartbeat:"$beats" delete:"$services"; do
         count=${mode#*:} mode=${mode%%:*}

@@ -54,11 +54,7 @@ callgrind_mode() {
     NO_COLOR=1 timeout 900 "$bin" -dns 127.0.0.1:0 -http 127.0.0.1:0 -domain example.org -no-forward \
         -log-level warn,skydns::server=info >"$work/stub.log" 2>&1 &
     CG_STUB=$!
-    for _ in $(seq 1 100); do
-        stub_line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$work/stub.log" | head -n1 || true)
-        [[ -n "$stub_line" ]] && break
-        sleep 0.1
-    done
+    stub_line=$(wait_listening "$work/stub.log" "$CG_STUB" 100)
     [[ -n "$stub_line" ]] || { cat "$work/stub.log" >&2; exit 1; }
     stub_port=${stub_line#listening dns=}; stub_port=${stub_port%% *}; stub_port=${stub_port##*:}
     register_web "http://${stub_line##* http=}" 10.0.1
@@ -67,12 +63,7 @@ callgrind_mode() {
         -log-level warn,skydns::server=info >"$work/skydns.log" 2>&1 &
     CG_PID=$!
     local pid=""
-    for _ in $(seq 1 600); do
-        line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$work/skydns.log" | head -n1 || true)
-        [[ -n "$line" ]] && break
-        kill -0 "$CG_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    line=$(wait_listening "$work/skydns.log" "$CG_PID" 600)
     [[ -n "$line" ]] || { cat "$work/skydns.log" >&2; exit 1; }
     # the valgrind process itself (timeout's child) is the one to control
     pid=$(pgrep -P "$CG_PID" | head -n1)

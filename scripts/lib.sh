@@ -157,6 +157,20 @@ PY
 
 # --- skydns ----------------------------------------------------------------
 
+# wait_listening LOG PID TRIES: prints skydns's "listening dns=... http=..."
+# line from LOG once it appears (checking every 0.1 s, at most TRIES times,
+# stopping early if PID is gone); prints nothing if it never does.
+wait_listening() {
+    local line="" _
+    for _ in $(seq 1 "$3"); do
+        line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$1" | head -n1 || true)
+        [[ -n "$line" ]] && break
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.1
+    done
+    printf '%s' "$line"
+}
+
 # start_skydns NAME [VAR=value ...] -- ARGS...: starts $BIN with
 # `-dns 127.0.0.1:0 -http 127.0.0.1:0 ARGS -log-level warn,skydns::server=info`
 # (free ports; the environment less SKYDNS_UNSET, plus NO_COLOR=1 and the
@@ -176,13 +190,8 @@ start_skydns() {
         -log-level warn,skydns::server=info >"$WORK/$name.log" 2>&1 &
     SK_PID=$!
     PIDS+=("$SK_PID")
-    local line="" dns
-    for _ in $(seq 1 300); do
-        line=$(grep -o 'listening dns=[^ ]* http=[^ ]*' "$WORK/$name.log" | head -n1 || true)
-        [[ -n "$line" ]] && break
-        kill -0 "$SK_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    local line dns
+    line=$(wait_listening "$WORK/$name.log" "$SK_PID" 300)
     if [[ -z "$line" ]]; then
         echo "skydns ($name) did not start:" >&2
         cat "$WORK/$name.log" >&2

@@ -618,6 +618,18 @@ mod tests {
     use crate::store::load_all;
     use skydns_api::Service;
 
+    /// The store directory holds a damaged file moved aside.
+    fn assert_moved_aside(dir: &Path) {
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("skydns.redb.damaged-")),
+            "{names:?}"
+        );
+    }
+
     fn record(uuid: &str, expires_ms: u64) -> StoredService {
         StoredService {
             service: Service {
@@ -678,14 +690,7 @@ mod tests {
         assert!(records.is_empty());
         assert_eq!(loaded.lost.len(), 1, "{:?}", loaded.lost);
         assert!(loaded.lost[0].contains("moved to"), "{:?}", loaded.lost);
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .expect("ls")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            names.iter().any(|n| n.starts_with("skydns.redb.damaged-")),
-            "{names:?}"
-        );
+        assert_moved_aside(dir.path());
     }
 
     /// A store holding `n` records `u00000`, `u00001`... (3 of every 100
@@ -788,14 +793,7 @@ mod tests {
             loaded.lost
         );
         drop(store);
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .expect("ls")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            names.iter().any(|n| n.starts_with("skydns.redb.damaged-")),
-            "{names:?}"
-        );
+        assert_moved_aside(dir.path());
         // The fresh file holds exactly what was handed over.
         let store = RedbStore::open(dir.path()).expect("reopen");
         let (again, loaded, _) = load_all(&store).await.expect("load again");
