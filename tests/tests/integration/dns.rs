@@ -16,7 +16,10 @@ use skydns_tests::{
     Client, Service, SkyDns, a_records, eventually, query_message, service, srv_records, tcp_query,
     udp_exchange, udp_raw, udp_raw_from,
 };
-use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 const RAILS: &str = "rails.production.skydns.local.";
 
@@ -956,6 +959,50 @@ async fn no_round_robin_gives_a_stable_order() {
         1,
         "stable order with -no-round-robin: {orders:?}"
     );
+}
+
+/// One length-prefixed exchange over TCP, raw bytes both ways.
+async fn tcp_raw(server: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(server).await.expect("connect");
+    let len = u16::try_from(bytes.len()).expect("short query");
+    stream.write_all(&len.to_be_bytes()).await.expect("write");
+    stream.write_all(bytes).await.expect("write");
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await.expect("read length");
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut reply).await.expect("read");
+    reply
+}
+
+#[tokio::test]
+async fn every_owner_name_is_a_pointer_to_the_question() {
+    let sky = SkyDns::start(&[]).await;
+    register_many(&sky.client, "web", 10, 3).await;
+    let asked = "Web.prod.skydns.local.";
+    let question = 1 + 3 + 1 + 4 + 1 + 6 + 1 + 5 + 1 + 4; // labels, root, type, class
+    let bytes = query_message(asked, RecordType::A, None)
+        .to_vec()
+        .expect("encode");
+    // Twice over UDP (built, then copied from the wire cache), then over TCP.
+    for round in 0..3 {
+        let reply = if round < 2 {
+            udp_raw(sky.dns, &bytes).await.expect("answer")
+        } else {
+            tcp_raw(sky.dns, &bytes).await
+        };
+        // Header, question, then 10 x (pointer 2 + type, class, TTL, length 10 + address 4).
+        assert_eq!(
+            reply.len(),
+            12 + question + 10 * 16,
+            "round {round}: {reply:?}"
+        );
+        for i in 0..10 {
+            let at = 12 + question + i * 16;
+            assert_eq!(reply[at..at + 2], [0xC0, 12], "round {round}, answer {i}");
+        }
+        let msg = Message::from_vec(&reply).expect("decode");
+        assert!(msg.answers.iter().all(|r| r.name.to_ascii() == asked));
+    }
 }
 
 #[tokio::test]

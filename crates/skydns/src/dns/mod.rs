@@ -16,7 +16,10 @@ pub mod zone;
 use std::{net::IpAddr, net::SocketAddr, sync::Arc, time::Instant};
 
 use hickory_proto::{
-    op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
+    op::{
+        Edns, Header, HeaderCounts, LowerQuery, MessageType, Metadata, OpCode, ResponseCode,
+        emit_message_parts,
+    },
     rr::{DNSClass, Name, RecordType},
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
@@ -268,19 +271,13 @@ impl DnsHandler {
     }
 
     /// Encodes `reply` for `request`, truncating over UDP to the client's payload.
+    ///
+    /// The question is written from its parsed form (not copied as raw bytes,
+    /// as hickory-server's response builder does), so the encoder remembers
+    /// its name and every owner name equal to it, or ending in it, becomes a
+    /// 2-byte pointer (RFC 1035 4.1.4) — the first answer's owner included.
     fn encode(&self, request: &Request, reply: &Reply, protocol: Protocol) -> Vec<u8> {
         let edns = response_edns(request);
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(edns) = &edns {
-            builder.edns(edns);
-        }
-        let response = builder.build(
-            self.metadata(request, reply),
-            reply.answers.iter().map(|r| &r.record),
-            reply.authority.iter().map(|r| &r.record),
-            std::iter::empty(),
-            reply.additionals.iter().map(|r| &r.record),
-        );
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(match (protocol, &edns) {
@@ -288,7 +285,17 @@ impl DnsHandler {
             (Protocol::Udp, None) => 512,
             _ => u16::MAX,
         });
-        if let Err(e) = response.destructive_emit(&mut encoder) {
+        let emitted = emit_message_parts(
+            &self.metadata(request, reply),
+            &mut request.queries.queries().iter().map(LowerQuery::original),
+            &mut reply.answers.iter().map(|r| &r.record),
+            &mut reply.authority.iter().map(|r| &r.record),
+            &mut reply.additionals.iter().map(|r| &r.record),
+            edns.as_ref(),
+            None,
+            &mut encoder,
+        );
+        if let Err(e) = emitted {
             tracing::warn!(error = %e, "cannot encode DNS response");
             return servfail(&request.metadata);
         }

@@ -1,0 +1,117 @@
+//! Batched datagram I/O: up to [`SIZE`] questions in with one `recvmmsg`,
+//! their answers out with one `sendmmsg` (nix's safe wrappers; no buffer is
+//! allocated per datagram).
+
+use std::{
+    io::{IoSlice, IoSliceMut},
+    net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
+    os::fd::AsRawFd,
+};
+
+use nix::sys::socket::{
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
+};
+
+use super::RECV_BUFFER;
+
+/// Datagrams taken from, or given to, the kernel in one system call.
+pub(super) const SIZE: usize = 16;
+
+/// Buffers for one batch: what came in, and the answers going out.
+pub(super) struct Batch {
+    buffers: Box<[[u8; RECV_BUFFER]; SIZE]>,
+    /// Length and sender of each datagram received, in `buffers` order.
+    received: Vec<(usize, SockaddrStorage)>,
+    /// Answers waiting to be sent, each with its destination.
+    replies: Vec<(Vec<u8>, SockaddrStorage)>,
+    receive_headers: MultiHeaders<SockaddrStorage>,
+    send_headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl Batch {
+    pub(super) fn new() -> Self {
+        Self {
+            buffers: Box::new([[0; RECV_BUFFER]; SIZE]),
+            received: Vec::with_capacity(SIZE),
+            replies: Vec::with_capacity(SIZE),
+            receive_headers: MultiHeaders::preallocate(SIZE, None),
+            send_headers: MultiHeaders::preallocate(SIZE, None),
+        }
+    }
+
+    /// Waits for a datagram (up to the socket's read timeout), then takes
+    /// every other one already queued, up to [`SIZE`].
+    pub(super) fn receive(&mut self, socket: &UdpSocket) -> std::io::Result<()> {
+        self.received.clear();
+        let mut slices = self.buffers.each_mut().map(|b| [IoSliceMut::new(b)]);
+        let results = recvmmsg(
+            socket.as_raw_fd(),
+            &mut self.receive_headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        )?;
+        for message in results {
+            // A datagram without a sender address cannot be answered.
+            if let Some(from) = message.address {
+                self.received.push((message.bytes, from));
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `answer` on each datagram received and keeps what it returns
+    /// for [`Self::send`].
+    pub(super) fn answer_each(
+        &mut self,
+        mut answer: impl FnMut(&[u8], SocketAddr) -> Option<Vec<u8>>,
+    ) {
+        for (buffer, (len, from)) in self.buffers.iter().zip(&self.received) {
+            let (Some(request), Some(src)) = (buffer.get(..*len), socket_addr(from)) else {
+                continue;
+            };
+            if let Some(reply) = answer(request, src) {
+                self.replies.push((reply, *from));
+            }
+        }
+    }
+
+    /// Sends every answer kept, in as few `sendmmsg` calls as the kernel
+    /// allows; one that cannot be sent is logged and skipped.
+    pub(super) fn send(&mut self, socket: &UdpSocket) {
+        let mut from = 0;
+        while from < self.replies.len() {
+            let pending = self.replies.get(from..).unwrap_or_default();
+            let slices: Vec<[IoSlice<'_>; 1]> =
+                pending.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+            let addresses: Vec<Option<SockaddrStorage>> =
+                pending.iter().map(|(_, to)| Some(*to)).collect();
+            let no_control: [ControlMessage<'_>; 0] = [];
+            match sendmmsg(
+                socket.as_raw_fd(),
+                &mut self.send_headers,
+                &slices,
+                &addresses,
+                no_control,
+                MsgFlags::empty(),
+            ) {
+                Ok(sent) => from += sent.count().max(1),
+                Err(e) => {
+                    tracing::debug!(error = %e, to = ?pending.first().and_then(|(_, to)| socket_addr(to)), "udp send failed");
+                    from += 1;
+                }
+            }
+        }
+        self.replies.clear();
+    }
+}
+
+/// The standard address of a socket address nix received (IPv4 or IPv6).
+fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(SocketAddrV4::from(*v4).into());
+    }
+    address
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddrV6::from(*v6).into())
+}
