@@ -259,7 +259,7 @@ type Deadlines = BinaryHeap<Reverse<(u64, Arc<str>)>>;
 struct Inner {
     /// uuid → entry. Entries are immutable but for their deadline and their
     /// callbacks, both changed in place.
-    entries: DashMap<ByUuid, ()>,
+    entries: DashMap<ByUuid, (), foldhash::fast::RandomState>,
     index: Index,
     /// Shares the values that repeat across services (names, versions...).
     interner: Interner,
@@ -319,7 +319,7 @@ impl Registry {
         let (tx, rx) = mpsc::unbounded_channel();
         let registry = Self {
             inner: Arc::new(Inner {
-                entries: DashMap::new(),
+                entries: DashMap::default(),
                 index: Index::default(),
                 interner: Interner::default(),
                 store,

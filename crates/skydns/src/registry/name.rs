@@ -142,14 +142,13 @@ impl fmt::Display for ServiceLabels {
 /// Lowercases a field and turns `.` and `:` into `-`, as SkyDNS v1 did for
 /// Version (`1.0.0` → `1-0-0`) and Host.
 pub fn to_label(field: &str) -> Box<str> {
-    field
-        .chars()
-        .map(|c| match c {
-            '.' | ':' => '-',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect::<String>()
-        .into_boxed_str()
+    // One allocation of the exact size in the common case (no `.` or `:`);
+    // both are ASCII, so the label has the field's length in bytes.
+    let mut label = field.to_ascii_lowercase();
+    if label.contains(['.', ':']) {
+        label = label.replace(['.', ':'], "-");
+    }
+    label.into_boxed_str()
 }
 
 /// Shares equal strings: one `Arc<str>` per distinct value in use.
@@ -162,7 +161,7 @@ pub struct Interner(Mutex<Interned>);
 
 #[derive(Debug, Default)]
 struct Interned {
-    set: HashSet<Shared>,
+    set: HashSet<Shared, foldhash::fast::RandomState>,
     released: usize,
 }
 

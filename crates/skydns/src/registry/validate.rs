@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use skydns_api::Service;
 
-use super::{RegistryError, name::to_label};
+use super::RegistryError;
 
 /// Longest DNS label (RFC 1035).
 const MAX_LABEL: usize = 63;
@@ -108,25 +108,26 @@ fn label_field(field: &'static str, value: &str, required: bool) -> Result<(), R
             Ok(())
         };
     }
-    let label = to_label(value);
-    if label.len() > MAX_LABEL {
+    // Checked on the field itself, without building its label: `to_label`
+    // keeps the length, lowercases ASCII and turns `.` and `:` into `-`.
+    if value.len() > MAX_LABEL {
         return Err(invalid(
             field,
             &format!(
                 "{field} is {} bytes; a DNS label holds at most {MAX_LABEL}",
-                label.len()
+                value.len()
             ),
         ));
     }
-    if &*label == "*" || &*label == "any" {
+    if value == "*" || value.eq_ignore_ascii_case("any") {
         return Err(invalid(
             field,
             &format!("{field} {value:?} is reserved as a wildcard in queries"),
         ));
     }
-    if !label
+    if !value
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
     {
         return Err(invalid(
             field,
@@ -160,7 +161,7 @@ fn host(value: &str) -> Result<(), RegistryError> {
             &format!("Host {value:?} is neither an IP address nor a valid hostname"),
         ));
     }
-    if to_label(value.trim_end_matches('.')).len() > MAX_LABEL {
+    if value.trim_end_matches('.').len() > MAX_LABEL {
         return Err(invalid(
             "Host",
             &format!(
