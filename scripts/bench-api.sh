@@ -97,45 +97,60 @@ phase() {
     printf '%s cpu_us=%s\n' "$line" "$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$ok" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')"
 }
 
-declare -a REG HB DEL
+# Two settings, alternated (order reversed every round): as shipped (the
+# runtime has one thread per core) and `-workers 1` (one runtime thread,
+# which leaves the other core to the load generator on this machine).
+SETTINGS=(shipped workers-1)
+declare -A ARGS_OF=([shipped]="" [workers-1]="-workers 1")
+declare -A LABEL_OF=([shipped]="as shipped (one runtime thread per core)" [workers-1]="\`-workers 1\`")
+declare -A ROWS
 for round in $(seq 1 "$ROUNDS"); do
-    # a fresh -data directory every round
-    mkdir -p "$WORK/data-$round"
-    start_skydns "skydns-$round" -- -nameserver 127.0.0.1:9 -data "$WORK/data-$round"
-    r=$(phase --mode register --count "$SERVICES")
-    log "$r"
-    h=$(phase --mode heartbeat --count "$BEATS" --pool "$SERVICES")
-    log "$h"
-    d=$(phase --mode delete --count "$SERVICES")
-    log "$d"
-    for line in "$r" "$h" "$d"; do
-        if [[ $(field errors "$line") != 0 ]]; then
-            echo "errors in: $line" >&2
-            exit 1
-        fi
+    round_order "$round" "${SETTINGS[@]}"
+    for setting in "${ORDER[@]}"; do
+        # a fresh -data directory every run
+        mkdir -p "$WORK/data-$round-$setting"
+        # shellcheck disable=SC2086 # ARGS_OF holds separate words
+        start_skydns "skydns-$round-$setting" -- -nameserver 127.0.0.1:9 -data "$WORK/data-$round-$setting" ${ARGS_OF[$setting]}
+        r=$(phase --mode register --count "$SERVICES")
+        log "$setting: $r"
+        h=$(phase --mode heartbeat --count "$BEATS" --pool "$SERVICES")
+        log "$setting: $h"
+        d=$(phase --mode delete --count "$SERVICES")
+        log "$setting: $d"
+        for line in "$r" "$h" "$d"; do
+            if [[ $(field errors "$line") != 0 ]]; then
+                echo "errors in: $line" >&2
+                exit 1
+            fi
+        done
+        ROWS[$setting:reg]+="$(field rps "$r") $(field p50_ms "$r") $(field p99_ms "$r") $(field cpu_us "$r")"$'\n'
+        ROWS[$setting:hb]+="$(field rps "$h") $(field p50_ms "$h") $(field p99_ms "$h") $(field cpu_us "$h")"$'\n'
+        ROWS[$setting:del]+="$(field rps "$d") $(field p50_ms "$d") $(field p99_ms "$d") $(field cpu_us "$d")"$'\n'
+        stop_pid "$SK_PID"
     done
-    REG+=("$(field rps "$r") $(field p50_ms "$r") $(field p99_ms "$r") $(field cpu_us "$r")")
-    HB+=("$(field rps "$h") $(field p50_ms "$h") $(field p99_ms "$h") $(field cpu_us "$h")")
-    DEL+=("$(field rps "$d") $(field p50_ms "$d") $(field p99_ms "$d") $(field cpu_us "$d")")
-    stop_pid "$SK_PID"
 done
 
 # Median of column $1 over the rounds given on stdin.
-median() { awk -v c="$1" '{ print $c }' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+median() { awk -v c="$1" 'NF { print $c }' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 row() {
-    local what=$1
-    shift
-    printf '| %s | %s | %s | %s | %s |\n' "$what" \
-        "$(printf '%s\n' "$@" | median 1)" "$(printf '%s\n' "$@" | median 2)" "$(printf '%s\n' "$@" | median 3)" \
-        "$(printf '%s\n' "$@" | median 4)"
+    local what=$1 setting=$2 rows=$3
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$what" "${LABEL_OF[$setting]}" \
+        "$(median 1 <<<"$rows")" "$(median 2 <<<"$rows")" "$(median 3 <<<"$rows")" "$(median 4 <<<"$rows")"
 }
 
 TABLE=$(
-    echo "| request ($CLIENTS clients) | req/s | p50 ms | p99 ms | skydns CPU µs/req |"
-    echo "|---|---:|---:|---:|---:|"
-    row "PUT (register, durable)" "${REG[@]}"
-    row "PATCH (heartbeat)" "${HB[@]}"
-    row "DELETE (durable)" "${DEL[@]}"
+    echo "| request ($CLIENTS clients) | skydns | req/s | p50 ms | p99 ms | skydns CPU µs/req |"
+    echo "|---|---|---:|---:|---:|---:|"
+    for kind in reg hb del; do
+        case $kind in
+        reg) what="PUT (register, durable)" ;;
+        hb) what="PATCH (heartbeat)" ;;
+        del) what="DELETE (durable)" ;;
+        esac
+        for setting in "${SETTINGS[@]}"; do
+            row "$what" "$setting" "${ROWS[$setting:$kind]}"
+        done
+    done
 )
 echo "$TABLE"
 

@@ -12,7 +12,7 @@ BIN="$TARGET_DIR/release/skydns"
 # `env` arguments that keep skydns settings of the caller's environment away
 # from the daemons started here: only their command lines count.
 SKYDNS_UNSET=(-u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER
-    -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS -u SKYDNS_DNS_WORKERS)
+    -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS -u SKYDNS_DNS_WORKERS -u SKYDNS_WORKERS)
 # Set by the script when wanted (see init_work and start_skydns), never taken
 # from the environment.
 CLEANUP_HOOK=""

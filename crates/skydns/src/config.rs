@@ -83,6 +83,11 @@ pub struct Cli {
     /// best when the load generator shares the machine's cores.
     #[arg(long, env = "SKYDNS_DNS_WORKERS", default_value_t = 1)]
     pub dns_workers: usize,
+    /// Threads of the async runtime: the REST API, DNS over TCP, forwarding
+    /// and housekeeping (0: one per core). One is best when the API's
+    /// clients share the machine's cores.
+    #[arg(long, env = "SKYDNS_WORKERS", default_value_t = 0)]
+    pub workers: usize,
     /// HTTP API connections open at once; more are closed as soon as they are accepted.
     #[arg(long, env = "SKYDNS_API_MAX_CONNECTIONS", default_value_t = crate::api::limits::MAX_CONNECTIONS)]
     pub api_max_connections: usize,
@@ -192,6 +197,9 @@ pub struct Config {
     pub max_tcp_connections: usize,
     /// Threads answering DNS over UDP.
     pub dns_workers: usize,
+    /// Threads of the async runtime (0: one per core). Read by the binary,
+    /// which builds the runtime; an embedder builds its own.
+    pub workers: usize,
     /// Limits of the HTTP API (connections, timeouts, write rate).
     pub api_limits: ApiLimits,
     /// Shuffle A/AAAA answers.
@@ -224,6 +232,7 @@ impl Config {
             write_timeout: Duration::from_secs(2),
             max_tcp_connections: 1000,
             dns_workers: 1,
+            workers: 0,
             api_limits: ApiLimits::default(),
             round_robin: true,
             tls: None,
@@ -289,6 +298,7 @@ impl TryFrom<Cli> for Config {
             write_timeout: parse_duration("wtimeout", &cli.wtimeout)?,
             max_tcp_connections: cli.max_tcp_connections.max(1),
             dns_workers: cli.dns_workers.clamp(1, 64),
+            workers: cli.workers.min(256),
             api_limits,
             round_robin: !cli.no_round_robin,
             tls,

@@ -19,7 +19,11 @@ fn real_main() -> anyhow::Result<()> {
         );
     }
     let config = skydns::Config::try_from(cli)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.workers > 0 {
+        runtime.worker_threads(config.workers);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

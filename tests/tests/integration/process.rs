@@ -100,3 +100,34 @@ async fn bind_failure_says_what_to_do() {
         "{err}"
     );
 }
+
+/// Threads of the process whose name starts with `prefix` (Linux `/proc`).
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc task list");
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[tokio::test]
+async fn workers_and_dns_workers_set_the_thread_counts() {
+    for (workers, dns_workers) in [(1, 1), (3, 2)] {
+        let (w, d) = (workers.to_string(), dns_workers.to_string());
+        let sky = SkyDns::start(&["-workers", &w, "-dns-workers", &d]).await;
+        sky.client
+            .add_service("1", &service("web", "prod", "", "127.0.0.5", 80, 60))
+            .await
+            .expect("add");
+        let msg = sky.query("web.prod.skydns.local.", RecordType::A).await;
+        assert_eq!(a_records(&msg), ["127.0.0.5"]);
+        // Runtime workers and the UDP threads (the runtime's blocking
+        // threads) carry tokio's name; nothing else blocks in this test.
+        assert_eq!(
+            threads_named(sky.pid(), "tokio-r"),
+            workers + dns_workers,
+            "-workers {workers} -dns-workers {dns_workers}"
+        );
+    }
+}
