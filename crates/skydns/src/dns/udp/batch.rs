@@ -30,8 +30,15 @@ pub(super) struct Batch {
 
 impl Batch {
     pub(super) fn new() -> Self {
+        // Zeroed by the allocator (pages untouched until a datagram lands)
+        // rather than built on the stack and copied; the conversion cannot
+        // fail (SIZE elements), the fallback only avoids a panic path.
+        let buffers = vec![[0; RECV_BUFFER]; SIZE]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| Box::new([[0; RECV_BUFFER]; SIZE]));
         Self {
-            buffers: Box::new([[0; RECV_BUFFER]; SIZE]),
+            buffers,
             received: Vec::with_capacity(SIZE),
             replies: Vec::with_capacity(SIZE),
             receive_headers: MultiHeaders::preallocate(SIZE, None),
@@ -82,16 +89,21 @@ impl Batch {
         let mut from = 0;
         while from < self.replies.len() {
             let pending = self.replies.get(from..).unwrap_or_default();
-            let slices: Vec<[IoSlice<'_>; 1]> =
-                pending.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
-            let addresses: Vec<Option<SockaddrStorage>> =
-                pending.iter().map(|(_, to)| Some(*to)).collect();
+            let count = pending.len().min(SIZE);
+            let slices: [[IoSlice<'_>; 1]; SIZE] =
+                std::array::from_fn(|i| [IoSlice::new(pending.get(i).map_or(&[][..], |(b, _)| b))]);
+            let addresses: [Option<SockaddrStorage>; SIZE] =
+                std::array::from_fn(|i| pending.get(i).map(|(_, to)| *to));
+            let (Some(slices), Some(addresses)) = (slices.get(..count), addresses.get(..count))
+            else {
+                break;
+            };
             let no_control: [ControlMessage<'_>; 0] = [];
             match sendmmsg(
                 socket.as_raw_fd(),
                 &mut self.send_headers,
-                &slices,
-                &addresses,
+                slices,
+                addresses,
                 no_control,
                 MsgFlags::empty(),
             ) {
