@@ -1019,6 +1019,21 @@ async fn large_answers_are_truncated_over_udp_and_complete_over_tcp() {
         udp.answers.len()
     );
     let small = udp.answers.len();
+    // Asked again: the truncated answer comes from the wire cache, the same
+    // size, still marked TC, and round robin still varies which records fit.
+    let mut subsets = HashSet::new();
+    for _ in 0..30 {
+        let again = sky.query(q, RecordType::A).await;
+        assert!(again.metadata.truncation, "TC on a repeated question");
+        assert_eq!(again.answers.len(), small);
+        let mut got = a_records(&again);
+        got.sort();
+        subsets.insert(got);
+    }
+    assert!(
+        subsets.len() > 1,
+        "30 truncated answers, always the same records"
+    );
 
     let tcp = sky.query_tcp(q, RecordType::A).await;
     assert!(!tcp.metadata.truncation, "no TC over TCP");

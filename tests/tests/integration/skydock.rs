@@ -148,6 +148,26 @@ async fn srv_ports(sky: &SkyDns, name: &str) -> Vec<u16> {
     ports
 }
 
+/// Waits until `name`'s SRV records carry exactly `ports` (skydock
+/// registers a container's ports one request at a time, so the name can
+/// resolve before its last port is in); panics with context otherwise.
+async fn expect_srv_ports(
+    sky: &SkyDns,
+    log: &dyn Logs,
+    name: &str,
+    ports: &[u16],
+    within: Duration,
+) {
+    let ok = eventually(within, || async { srv_ports(sky, name).await == ports }).await;
+    if !ok {
+        let last = srv_ports(sky, name).await;
+        panic!(
+            "{name} did not get SRV ports {ports:?} within {within:?}: last {last:?}\n--- skydock log (end):\n{}",
+            tail(&log.text(), 40)
+        );
+    }
+}
+
 /// Waits until `name` answers exactly `[ip]`; panics with the last answer and
 /// the end of skydock's log otherwise.
 async fn expect_resolves(sky: &SkyDns, log: &dyn Logs, name: &str, ip: &str, within: Duration) {
@@ -422,12 +442,12 @@ async fn skydns_restarted_without_data_gets_everything_back_within_a_beat() {
     );
     expect_resolves(&sky, &dock, &name_a, &ip_a, Duration::from_secs(5)).await;
     expect_resolves(&sky, &dock, &name_b, &ip_b, Duration::from_secs(5)).await;
+    expect_srv_ports(&sky, &dock, &name_b, &[7001, 8080], Duration::from_secs(5)).await;
     let took = restarted.elapsed();
     assert!(
         took <= Duration::from_secs(5),
         "re-registered after {took:?}"
     );
-    assert_eq!(srv_ports(&sky, &name_b).await, [7001, 8080]);
     assert!(
         dock.log().contains("registering again"),
         "{}",
@@ -477,13 +497,13 @@ async fn skydns_down_longer_than_the_ttl_gets_everything_back_within_a_beat() {
     );
     expect_resolves(&sky, &dock, &name_a, &ip_a, Duration::from_secs(5)).await;
     expect_resolves(&sky, &dock, &name_b, &ip_b, Duration::from_secs(5)).await;
+    expect_srv_ports(&sky, &dock, &name_b, &[7001, 8080], Duration::from_secs(5)).await;
     let took = restarted.elapsed();
     eprintln!("re-registered {took:?} after skydns came back");
     assert!(
         took <= Duration::from_secs(4),
         "re-registered after {took:?} (beat 2 s)"
     );
-    assert_eq!(srv_ports(&sky, &name_b).await, [7001, 8080]);
     assert!(
         dock.log().contains("registering again"),
         "{}",

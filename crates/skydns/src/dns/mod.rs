@@ -97,13 +97,6 @@ impl Reply {
             ..Self::default()
         }
     }
-
-    fn records(&self) -> impl Iterator<Item = &Rec> {
-        self.answers
-            .iter()
-            .chain(&self.authority)
-            .chain(&self.additionals)
-    }
 }
 
 /// The first step of answering raw bytes: done at once, or a forward to await.
@@ -233,7 +226,7 @@ impl DnsHandler {
         if let Some(asked) = key.filter(|_| reply.cacheable)
             && let Some(variant) = wire::Variant::build(
                 bytes.clone(),
-                reply.records(),
+                [&reply.answers, &reply.authority, &reply.additionals],
                 &reply.deps,
                 self.options.round_robin && upstream.is_none(),
                 upstream,

@@ -131,23 +131,35 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// Analyses `bytes`, the encoding of a reply whose records (answer,
-    /// authority, additional, in order, without OPT) are `recs`, built from
-    /// the registry entries `deps`. `None` when the response is not
-    /// cacheable (truncated, or its records do not match).
-    pub fn build<'a>(
+    /// Analyses `bytes`, the encoding of a reply whose records are
+    /// `sections` (answer, authority, additional; without OPT), built from
+    /// the registry entries `deps`. A truncated response (TC) holds the
+    /// first records of each section, as many as fitted. `None` when the
+    /// response is not cacheable (its records do not match).
+    pub fn build(
         bytes: Vec<u8>,
-        recs: impl Iterator<Item = &'a Rec>,
+        sections: [&[Rec]; 3],
         deps: &[Arc<Entry>],
         chunkable: bool,
         upstream: Option<(Instant, Instant)>,
     ) -> Option<Self> {
-        let mut recs = recs;
         let mut d = BinDecoder::new(&bytes);
         let header = Header::read(&mut d).ok()?;
-        if header.metadata.truncation || header.counts.queries != 1 {
+        if header.counts.queries != 1 {
             return None;
         }
+        let truncated = header.metadata.truncation;
+        let [answer_recs, authority_recs, additional_recs] = sections;
+        let counts = [
+            header.counts.answers,
+            header.counts.authorities,
+            header.counts.additionals,
+        ];
+        let mut recs = answer_recs
+            .iter()
+            .take(usize::from(counts[0]))
+            .chain(authority_recs.iter().take(usize::from(counts[1])))
+            .chain(additional_recs.iter().take(usize::from(counts[2])));
         let qname = Name::read(&mut d).ok()?;
         let qname_end = d.index();
         d.read_slice(4).ok()?;
@@ -158,6 +170,7 @@ impl Variant {
             + usize::from(header.counts.authorities)
             + usize::from(header.counts.additionals);
         let mut answer_spans = Vec::with_capacity(answers);
+        let mut opts = 0;
         for i in 0..total {
             let start = d.index();
             let pointer = bytes.get(start).is_some_and(|b| b & 0xC0 == 0xC0);
@@ -181,6 +194,7 @@ impl Variant {
                 answer_spans.push((start, d.index() - start, pointer));
             }
             if rtype == OPT && i >= answers {
+                opts += 1;
                 continue;
             }
             let rec = recs.next()?;
@@ -190,12 +204,35 @@ impl Variant {
                 TtlSource::Upstream(base) => ttls.push((ttl_at, Countdown::Upstream(*base))),
             }
         }
-        if recs.next().is_some() || d.index() != bytes.len() {
+        if d.index() != bytes.len() {
+            return None;
+        }
+        // Each section holds the first of its records (matched one by one
+        // above); all of them unless the response is truncated.
+        let emitted = [
+            usize::from(counts[0]),
+            usize::from(counts[1]),
+            usize::from(counts[2]).checked_sub(opts)?,
+        ];
+        let fits = sections
+            .iter()
+            .zip(emitted)
+            .all(|(recs, n)| n <= recs.len());
+        let complete = sections
+            .iter()
+            .zip(emitted)
+            .all(|(recs, n)| n == recs.len());
+        if !fits || !(complete || truncated) {
             return None;
         }
         let chunks = match answer_spans.as_slice() {
+            // A truncated answer is a subset: round robin keeps several
+            // stored orders (each a different subset) rather than shuffling one.
             [(start, len, true), rest @ ..]
-                if chunkable && !rest.is_empty() && rest.iter().all(|s| s.1 == *len && s.2) =>
+                if chunkable
+                    && !truncated
+                    && !rest.is_empty()
+                    && rest.iter().all(|s| s.1 == *len && s.2) =>
             {
                 Some((*start, *len, answer_spans.len()))
             }
@@ -464,7 +501,8 @@ mod tests {
     fn a_copy_has_the_askers_id_case_and_current_ttls() {
         let es = [entry("a", 30), entry("b", 3600)];
         let (bytes, recs) = response("web.prod.d.", &es);
-        let variant = Variant::build(bytes, recs.iter(), &[], false, None).expect("cacheable");
+        let variant =
+            Variant::build(bytes, [&recs, &[], &[]], &[], false, None).expect("cacheable");
         let req = request("WeB.PROD.d.", 0xBEEF);
         let mut buf = [0; MAX_KEY];
         let k = keyed(&req, &mut buf);
@@ -495,7 +533,7 @@ mod tests {
     fn a_copy_lapses_with_an_entry_it_was_built_from_even_unanswered() {
         let (bytes, _) = response("web.prod.d.", &[]);
         let variant =
-            Variant::build(bytes, std::iter::empty(), &[entry("a", 5)], false, None).expect("kept");
+            Variant::build(bytes, [&[], &[], &[]], &[entry("a", 5)], false, None).expect("kept");
         let req = request("web.prod.d.", 1);
         let mut buf = [0; MAX_KEY];
         let k = keyed(&req, &mut buf);
@@ -515,7 +553,7 @@ mod tests {
     fn shuffled_copies_keep_every_record_and_vary_the_order() {
         let es: Vec<_> = (0..10).map(|i| entry(&format!("e{i}"), 30 + i)).collect();
         let (bytes, recs) = response("web.prod.d.", &es);
-        let variant = Variant::build(bytes, recs.iter(), &[], true, None).expect("cacheable");
+        let variant = Variant::build(bytes, [&recs, &[], &[]], &[], true, None).expect("cacheable");
         assert!(
             !variant.needs_orders(),
             "address answers shuffle in the copy"
@@ -548,14 +586,36 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_or_truncated_responses_are_not_kept() {
-        let es = [entry("a", 30)];
-        let (mut bytes, recs) = response("web.prod.d.", &es);
-        assert!(Variant::build(bytes.clone(), std::iter::empty(), &[], false, None).is_none());
+    fn mismatched_responses_are_not_kept_and_truncated_ones_keep_what_fitted() {
+        let (mut bytes, _) = response("web.prod.d.", &[entry("a", 30), entry("b", 60)]);
+        assert!(
+            Variant::build(bytes.clone(), [&[], &[], &[]], &[], false, None).is_none(),
+            "more records than the reply has"
+        );
+        let (_, three) = response(
+            "web.prod.d.",
+            &[entry("a", 30), entry("b", 60), entry("c", 90)],
+        );
+        assert!(
+            Variant::build(bytes.clone(), [&three, &[], &[]], &[], false, None).is_none(),
+            "a record missing from a response not marked truncated"
+        );
         if let Some(flags) = bytes.get_mut(2) {
             *flags |= 0x02;
         }
-        assert!(Variant::build(bytes, recs.iter(), &[], false, None).is_none());
+        let kept = Variant::build(bytes, [&three, &[], &[]], &[], true, None)
+            .expect("truncated: the first two of three fitted");
+        assert!(kept.needs_orders(), "a subset is not shuffled in the copy");
+        let req = request("web.prod.d.", 7);
+        let mut buf = [0; MAX_KEY];
+        let k = keyed(&req, &mut buf);
+        let out = kept
+            .copy(k.request, k.qname_end, TTL, now(T0 + 10_500), false)
+            .expect("live");
+        let msg = Message::from_vec(&out).expect("decodes");
+        assert!(msg.metadata.truncation);
+        let ttls: Vec<u32> = msg.answers.iter().map(|r| r.ttl).collect();
+        assert_eq!(ttls, [20, 50], "each TTL from its own entry");
     }
 
     #[test]
@@ -566,7 +626,7 @@ mod tests {
         let req = request("web.prod.d.", 3);
         let mut buf = [0; MAX_KEY];
         let k = keyed(&req, &mut buf);
-        let v = Variant::build(bytes, recs.iter(), &[], false, None).expect("cacheable");
+        let v = Variant::build(bytes, [&recs, &[], &[]], &[], false, None).expect("cacheable");
         cache.insert(k.key, 7, v, false, Vec::new());
         assert!(cache.get(&k, 7, TTL, now(T0), false, || true).is_some());
         assert!(cache.get(&k, 8, TTL, now(T0), false, || true).is_none());
