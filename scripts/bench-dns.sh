@@ -76,7 +76,7 @@ callgrind_mode() {
     printf 'web.prod.example.org A\n' >"$work/fwd.txt"
     local kind file extra out done_q ir
     printf '%-10s %10s %14s\n' query answered instr/query
-    for kind in A:a.txt: SRV+glue:srv.txt:-e NXDOMAIN:nx.txt: forwarded:fwd.txt:; do
+    for kind in A:a.txt: SRV+glue:srv.txt:-e SRV-TC:srv.txt: NXDOMAIN:nx.txt: forwarded:fwd.txt:; do
         IFS=: read -r kind file extra <<<"$kind"
         # warm the path (and the wire cache), then count only the load
         timeout 120 dnsperf -s 127.0.0.1 -p "$port" -d "$work/$file" -n 20 -c 1 -q 5 ${extra:+"$extra"} >/dev/null 2>&1 || true

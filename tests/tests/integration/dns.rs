@@ -11,6 +11,7 @@ use std::{
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
     rr::{Name, RData, Record, RecordType},
+    serialize::binary::{BinDecodable, BinDecoder},
 };
 use skydns_tests::{
     Client, Service, SkyDns, a_records, eventually, query_message, service, srv_records, tcp_query,
@@ -1053,6 +1054,24 @@ async fn large_answers_are_truncated_over_udp_and_complete_over_tcp() {
     );
     assert_eq!(big.answers.len(), 60, "60 A records fit in ~1 KB");
     assert!(!big.metadata.truncation);
+
+    // A truncated answer ends where its last whole record does: no bytes of
+    // the record that did not fit trail it (first built, then from the cache).
+    let srv_query = query_message(q, RecordType::SRV, None)
+        .to_vec()
+        .expect("encode");
+    for _ in 0..2 {
+        let raw = udp_raw(sky.dns, &srv_query).await.expect("answer");
+        let mut decoder = BinDecoder::new(&raw);
+        let msg = Message::read(&mut decoder).expect("decodes");
+        assert!(msg.metadata.truncation);
+        assert!(
+            decoder.is_empty(),
+            "{} bytes after the message's {} records",
+            raw.len() - decoder.index(),
+            msg.answers.len() + msg.additionals.len()
+        );
+    }
 
     // SRV with glue does not fit: truncated over UDP, complete over TCP.
     let srv = udp_exchange(sky.dns, &query_message(q, RecordType::SRV, Some(1232)))

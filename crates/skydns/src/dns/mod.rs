@@ -292,6 +292,10 @@ impl DnsHandler {
             tracing::warn!(error = %e, "cannot encode DNS response");
             return servfail(&request.metadata);
         }
+        // A record that did not fit was rolled back, but the bytes it wrote
+        // before running out of room are still in the buffer: cut them off.
+        let end = encoder.offset();
+        bytes.truncate(end);
         bytes
     }
 
