@@ -21,7 +21,7 @@ pub(super) const SIZE: usize = 16;
 pub(super) struct Batch {
     buffers: Box<[[u8; RECV_BUFFER]; SIZE]>,
     /// Length and sender of each datagram received, in `buffers` order.
-    received: Vec<(usize, SockaddrStorage)>,
+    received: Vec<(usize, Option<SockaddrStorage>)>,
     /// Answers waiting to be sent, each with its destination.
     replies: Vec<(Vec<u8>, SockaddrStorage)>,
     receive_headers: MultiHeaders<SockaddrStorage>,
@@ -59,10 +59,7 @@ impl Batch {
             None,
         )?;
         for message in results {
-            // A datagram without a sender address cannot be answered.
-            if let Some(from) = message.address {
-                self.received.push((message.bytes, from));
-            }
+            self.received.push((message.bytes, message.address));
         }
         Ok(())
     }
@@ -74,7 +71,11 @@ impl Batch {
         mut answer: impl FnMut(&[u8], SocketAddr) -> Option<Vec<u8>>,
     ) {
         for (buffer, (len, from)) in self.buffers.iter().zip(&self.received) {
-            let (Some(request), Some(src)) = (buffer.get(..*len), socket_addr(from)) else {
+            // A datagram without a sender address cannot be answered.
+            let (Some(request), Some(from)) = (buffer.get(..*len), from) else {
+                continue;
+            };
+            let Some(src) = socket_addr(from) else {
                 continue;
             };
             if let Some(reply) = answer(request, src) {
@@ -126,4 +127,45 @@ fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
     address
         .as_sockaddr_in6()
         .map(|v6| SocketAddrV6::from(*v6).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_batch_answers_each_datagram_to_its_own_sender() {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let to = server.local_addr().expect("addr");
+        let clients: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        for (i, c) in clients.iter().enumerate() {
+            c.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            c.send_to(format!("question {i}").as_bytes(), to)
+                .expect("send");
+        }
+        let mut batch = Batch::new();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            batch.receive(&server).expect("receive");
+            batch.answer_each(|request, src| {
+                seen.push(src);
+                Some([b"answer to ", request].concat())
+            });
+            batch.send(&server);
+        }
+        for (i, c) in clients.iter().enumerate() {
+            assert!(seen.contains(&c.local_addr().expect("addr")));
+            let mut buf = [0u8; 64];
+            let (n, from) = c.recv_from(&mut buf).expect("answer");
+            assert_eq!(from, to);
+            assert_eq!(&buf[..n], format!("answer to question {i}").as_bytes());
+        }
+    }
 }
