@@ -1,10 +1,9 @@
-//! The UDP serving loop: dedicated threads (one by default) blocking on the socket,
-//! receive a batch → [`DnsHandler::respond_now`] each (wire cache first) → send
-//! the batch. Questions
-//! that must be forwarded go to the async runtime through a bounded queue;
-//! when it is full they are dropped, so overload sheds instead of queueing
-//! without bound. The thread checks the cancellation token at least every
-//! [`POLL`].
+//! The UDP serving loop: dedicated threads (one by default) blocking on the
+//! socket, receive a batch → [`DnsHandler::respond_now`] each (wire cache
+//! first) → send the batch. Questions that must be forwarded go to the async
+//! runtime through a bounded queue; when it is full they are dropped, so
+//! overload sheds instead of queueing without bound. The thread checks the
+//! cancellation token at least every [`POLL`].
 
 use std::{
     net::{SocketAddr, UdpSocket},
