@@ -35,6 +35,10 @@ bench-propagation:
 bench-api:
     scripts/bench-api.sh
 
+# Rebuild crates/skydns/startup-order.txt (functions packed at the start of the code; idle RSS)
+startup-order:
+    scripts/startup-order.sh
+
 # Format the workspace.
 fmt:
     cargo fmt --all

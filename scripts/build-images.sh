@@ -65,7 +65,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/skydns-images.XXXXXX")
 
 # 1. Static binaries.
 say "cargo build (static, --target $TARGET)"
-RUSTFLAGS="-C target-feature=+crt-static" \
+RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=true \
     cargo build --release --locked --target "$TARGET" -p skydns -p skydock
 
 for bin in skydns skydock; do
