@@ -31,7 +31,7 @@ bench-forward:
 bench-propagation:
     scripts/bench-propagation.sh
 
-# REST API with the embedded store: 64 clients register, heartbeat, delete; writes docs/performance-api.md.
+# REST API with the embedded store: 64 clients register, heartbeat, delete (as shipped and -workers 1); writes docs/performance.md.
 bench-api:
     scripts/bench-api.sh
 
