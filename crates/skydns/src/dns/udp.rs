@@ -23,7 +23,7 @@ mod batch;
 /// How often the thread looks at the cancellation token when idle.
 pub const POLL: Duration = Duration::from_millis(100);
 /// Largest datagram read (larger ones are cut and fail to parse).
-pub(crate) const RECV_BUFFER: usize = 4096;
+const RECV_BUFFER: usize = 4096;
 /// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`):
 /// room to ride out bursts, a garbage flood among them.
 const RECV_SOCKET_BUFFER: usize = 4 << 20;

@@ -154,21 +154,20 @@ impl Variant {
             header.counts.answers,
             header.counts.authorities,
             header.counts.additionals,
-        ];
+        ]
+        .map(usize::from);
         let mut recs = answer_recs
             .iter()
-            .take(usize::from(counts[0]))
-            .chain(authority_recs.iter().take(usize::from(counts[1])))
-            .chain(additional_recs.iter().take(usize::from(counts[2])));
+            .take(counts[0])
+            .chain(authority_recs.iter().take(counts[1]))
+            .chain(additional_recs.iter().take(counts[2]));
         let qname = Name::read(&mut d).ok()?;
         let qname_end = d.index();
         d.read_slice(4).ok()?;
         let mut owners = Vec::new();
         let mut ttls = Vec::new();
-        let answers = usize::from(header.counts.answers);
-        let total = answers
-            + usize::from(header.counts.authorities)
-            + usize::from(header.counts.additionals);
+        let [answers, _, _] = counts;
+        let total: usize = counts.iter().sum();
         let mut answer_spans = Vec::with_capacity(answers);
         let mut opts = 0;
         for i in 0..total {
@@ -209,11 +208,7 @@ impl Variant {
         }
         // Each section holds the first of its records (matched one by one
         // above); all of them unless the response is truncated.
-        let emitted = [
-            usize::from(counts[0]),
-            usize::from(counts[1]),
-            usize::from(counts[2]).checked_sub(opts)?,
-        ];
+        let emitted = [counts[0], counts[1], counts[2].checked_sub(opts)?];
         let fits = sections
             .iter()
             .zip(emitted)
