@@ -11,17 +11,21 @@
 use std::{env, path::Path, process::Command};
 
 fn main() {
-    println!("cargo::rerun-if-changed=startup-order.txt");
+    let Ok(dir) = env::var("CARGO_MANIFEST_DIR") else {
+        return;
+    };
+    let order = Path::new(&dir).join("startup-order.txt");
+    // By its absolute path: the link argument below names the file so, and
+    // in a checkout moved elsewhere (its target directory with it) the old
+    // path is gone, which makes Cargo run this again instead of linking
+    // with a path that no longer exists.
+    println!("cargo::rerun-if-changed={}", order.display());
     println!("cargo::rerun-if-env-changed=SKYDNS_NO_SYMBOL_ORDER");
     let lld_by_default = env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu")
         && rustc_minor().is_some_and(|minor| minor >= 90);
     if !lld_by_default || env::var_os("SKYDNS_NO_SYMBOL_ORDER").is_some() {
         return;
     }
-    let Ok(dir) = env::var("CARGO_MANIFEST_DIR") else {
-        return;
-    };
-    let order = Path::new(&dir).join("startup-order.txt");
     if order.is_file() {
         println!(
             "cargo::rustc-link-arg-bin=skydns=-Wl,--symbol-ordering-file={}",
