@@ -116,6 +116,12 @@ fn serve(
     forward: &mpsc::Sender<Forward>,
     token: &CancellationToken,
 ) {
+    // The batch's buffers (64 KiB) are made when the first question is
+    // queued: zeroing them writes every page, which a server nobody has
+    // asked yet would otherwise hold.
+    if !wait_for_first(socket, token) {
+        return;
+    }
     let mut batch = batch::Batch::new();
     while !token.is_cancelled() {
         if let Err(e) = batch.receive(socket) {
@@ -127,6 +133,22 @@ fn serve(
         batch.answer_each(|request, src| answer(handler, forward, request, src));
         batch.send(socket);
     }
+}
+
+/// Blocks until a datagram is queued on `socket`, without taking it; false
+/// when `token` is cancelled first.
+#[cfg(target_os = "linux")]
+fn wait_for_first(socket: &UdpSocket, token: &CancellationToken) -> bool {
+    let mut probe = [0u8; 1];
+    while !token.is_cancelled() {
+        match socket.peek_from(&mut probe) {
+            Ok(_) => return true,
+            Err(e) if is_idle(&e) => {}
+            // Left to the receive loop, which reports it and goes on.
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 /// One datagram per system call, where `recvmmsg` is not available.
@@ -188,4 +210,40 @@ async fn forward_loop(
         });
     }
     in_flight.shutdown().await;
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_for_the_first_question_leaves_it_queued_and_stops_on_cancel() {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let token = CancellationToken::new();
+        let canceller = {
+            let token = token.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                token.cancel();
+            })
+        };
+        assert!(
+            !wait_for_first(&server, &token),
+            "no question and a cancelled token: it gives up"
+        );
+        canceller.join().expect("canceller");
+
+        let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        client
+            .send_to(b"first question", server.local_addr().expect("addr"))
+            .expect("send");
+        assert!(wait_for_first(&server, &CancellationToken::new()));
+        let mut buf = [0u8; 64];
+        let (len, from) = server.recv_from(&mut buf).expect("still queued");
+        assert_eq!(&buf[..len], b"first question", "peeked, not taken");
+        assert_eq!(from, client.local_addr().expect("addr"));
+    }
 }

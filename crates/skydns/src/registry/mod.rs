@@ -187,6 +187,9 @@ pub struct Change {
     pub at_ms: u64,
 }
 
+/// Changes a slow watcher may fall behind by before it misses some.
+const CHANGES_KEPT: usize = 1024;
+
 /// How many recent expiries are remembered for the status page.
 const RECENT_EXPIRIES: usize = 50;
 
@@ -289,7 +292,9 @@ struct Inner {
     deliveries: mpsc::UnboundedSender<Delivery>,
     deliveries_rx: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
     /// Registry changes for watchers; sending with no watcher costs nothing.
-    changes: tokio::sync::broadcast::Sender<Change>,
+    /// Made by the first [`Registry::subscribe`]: its 1,024 slots (a quarter
+    /// of a MiB) are not paid for by a server nobody watches.
+    changes: std::sync::OnceLock<tokio::sync::broadcast::Sender<Change>>,
     /// The last few expiries, newest last.
     expiries: Mutex<std::collections::VecDeque<Change>>,
     /// SOA serial: seconds of the last change, strictly increasing.
@@ -333,7 +338,7 @@ impl Registry {
                 callbacks: Mutex::new(HashMap::new()),
                 deliveries: tx,
                 deliveries_rx: Mutex::new(Some(rx)),
-                changes: tokio::sync::broadcast::channel(1024).0,
+                changes: std::sync::OnceLock::new(),
                 expiries: Mutex::new(std::collections::VecDeque::new()),
                 serial: AtomicU32::new(0),
                 options,
@@ -445,7 +450,7 @@ impl Registry {
             self.unapply(&old);
         }
         tracing::info!(uuid, name = %entry.labels, host = %entry.service.host, port = entry.service.port, "registered");
-        if self.inner.changes.receiver_count() > 0 {
+        if self.watched() {
             let now = now_ms();
             self.notify("registered", entry.view(now), now);
         }
@@ -475,7 +480,7 @@ impl Registry {
             self.push_deadline(deadline, Arc::clone(&entry.service.uuid));
         }
         lock(&self.inner.dirty).insert(Arc::clone(&entry.service.uuid), deadline);
-        if self.inner.changes.receiver_count() > 0 {
+        if self.watched() {
             let now = now_ms();
             self.notify("heartbeat", entry.view(now), now);
         }
@@ -745,7 +750,18 @@ impl Registry {
 
     /// Watches registry changes from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
-        self.inner.changes.subscribe()
+        self.inner
+            .changes
+            .get_or_init(|| tokio::sync::broadcast::channel(CHANGES_KEPT).0)
+            .subscribe()
+    }
+
+    /// Whether anybody watches changes (building one costs a service's view).
+    fn watched(&self) -> bool {
+        self.inner
+            .changes
+            .get()
+            .is_some_and(|tx| tx.receiver_count() > 0)
     }
 
     /// The most recent expiries, oldest first.
@@ -766,7 +782,9 @@ impl Registry {
             }
             recent.push_back(change.clone());
         }
-        let _ = self.inner.changes.send(change);
+        if let Some(tx) = self.inner.changes.get() {
+            let _ = tx.send(change);
+        }
     }
 
     fn push_deadline(&self, deadline: u64, id: Arc<str>) {

@@ -30,9 +30,9 @@ pub(super) struct Batch {
 
 impl Batch {
     pub(super) fn new() -> Self {
-        // Zeroed by the allocator (pages untouched until a datagram lands)
-        // rather than built on the stack and copied; the conversion cannot
-        // fail (SIZE elements), the fallback only avoids a panic path.
+        // Zeroed by the allocator rather than built on the stack and copied;
+        // the conversion cannot fail (SIZE elements), the fallback only
+        // avoids a panic path.
         let buffers = vec![[0; RECV_BUFFER]; SIZE]
             .into_boxed_slice()
             .try_into()
