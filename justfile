@@ -35,9 +35,15 @@ bench-propagation:
 bench-api:
     scripts/bench-api.sh
 
-# Rebuild crates/skydns/startup-order.txt (functions packed at the start of the code; idle RSS)
+# Rebuild crates/skydns/startup-order.txt and startup-order-static.txt (functions packed at the start of the code; idle RSS)
 startup-order:
     scripts/startup-order.sh
+    scripts/startup-order.sh --static
+
+# The static release build the images ship (smallest footprint; runs on any x86_64 Linux):
+# target/x86_64-unknown-linux-gnu/release/skydns, its start-up list refreshed if stale
+static:
+    scripts/startup-order.sh --static --if-stale
 
 # Format the workspace.
 fmt:

@@ -119,6 +119,8 @@ cols = []
 if auth:
     r = auth["rss"]
     cols.append(("skydns\nauth.,\n10 services", r["skydns"]["idle10"], r["skydns"]["peak"], OURS))
+    if "static" in r:
+        cols.append(("skydns\nstatic (images),\n10 services", r["static"]["idle10"], r["static"]["peak"], OURS))
     if "many" in r:
         cols.append((f"skydns\nauth.,\n{auth['many_label']}", r["many"]["idle"], r["many"]["peak"], "#f08a99"))
     cols.append(("Knot DNS\n(best)", r["knot"]["idle"], r["knot"]["peak"], REF1))
@@ -171,8 +173,12 @@ DATE_START=$(date -u '+%Y-%m-%d %H:%M UTC')
 RAW="$TARGET_DIR/bench-auth.raw.log"
 
 # --- prerequisites ---------------------------------------------------------
-log "build: cargo build --release -p skydns --locked"
-cargo build --release -p skydns --locked
+# Both builds linked with a current start-up list (rewritten first if the code
+# has moved on since it was taken): the host build and the images' static one.
+log "build: cargo build --release -p skydns --locked (scripts/startup-order.sh --if-stale)"
+scripts/startup-order.sh --if-stale
+log "build: the images' static build (scripts/startup-order.sh --static --if-stale)"
+scripts/startup-order.sh --static --if-stale
 
 need_tools dnsperf knotd:knot dig:dnsutils curl python3
 KNOTD=$(command -v knotd || echo /usr/sbin/knotd)
@@ -368,6 +374,9 @@ API_MAIN=$SK_API
 start_skydns skydns-2w SKYDNS_DNS_WORKERS=2 -- -domain "$DOMAIN" -nameserver 127.0.0.1:9
 PID_OF[skydns-2w]=$SK_PID PORT_OF[skydns-2w]=$SK_DNS
 API_2W=$SK_API
+SK_BIN="$STATIC_BIN_DIR/skydns" start_skydns skydns-static -- -domain "$DOMAIN" -nameserver 127.0.0.1:9
+PID_OF[skydns-static]=$SK_PID PORT_OF[skydns-static]=$SK_DNS
+API_STATIC=$SK_API
 DATA_DIR="$WORK/data-many"
 start_skydns skydns-100k -- -domain "$DOMAIN" -nameserver 127.0.0.1:9 -data "$DATA_DIR"
 PID_OF[skydns-100k]=$SK_PID PORT_OF[skydns-100k]=$SK_DNS
@@ -378,13 +387,14 @@ start_knot knot-default ""
 PID_OF[knot-default]=$KN_PID PORT_OF[knot-default]=$KN_PORT
 
 sleep 1
-for v in skydns skydns-2w skydns-100k knot-1 knot-default; do
+for v in skydns skydns-2w skydns-static skydns-100k knot-1 knot-default; do
     RSS_IDLE[$v]=$(status_kib "${PID_OF[$v]}" VmRSS)
 done
 
 log "register 10 services as web.prod.$DOMAIN on each skydns (curl)"
 register_web "$API_MAIN"
 register_web "$API_2W"
+register_web "$API_STATIC"
 register_web "$API_MANY"
 sleep 0.5
 
@@ -392,7 +402,7 @@ log "register $MANY more services over many names on skydns-100k (-data; python3
 register_many "$HTTP_MANY" "$MANY" 16 900
 COUNT=$REG_COUNT
 
-for v in skydns skydns-2w skydns-100k knot-1 knot-default; do
+for v in skydns skydns-2w skydns-static skydns-100k knot-1 knot-default; do
     check_server "$v" "${PORT_OF[$v]}"
     RSS_10[$v]=$(status_kib "${PID_OF[$v]}" VmRSS)
 done
@@ -411,7 +421,7 @@ run_one() {
     dnsperf_round "$query" "$v" "$3" "${PORT_OF[$v]}" "${PID_OF[$v]}" "${extra[@]}" -d "$WORK/$query.txt"
 }
 
-VARIANTS=(skydns skydns-2w skydns-100k knot-1 knot-default)
+VARIANTS=(skydns skydns-2w skydns-static skydns-100k knot-1 knot-default)
 for round in $(seq 1 "$ROUNDS"); do
     round_order "$round" "${VARIANTS[@]}"
     for query in a srv nx; do
@@ -476,6 +486,7 @@ many_label = f"{count:,}"
 labels = {
     "skydns": "skydns, as shipped (one UDP thread)",
     "skydns-2w": "skydns, `-dns-workers 2` (two UDP threads)",
+    "skydns-static": "skydns, the images' static build, as shipped",
     "skydns-100k": f"skydns, as shipped, `-data`, {many_label} services",
     "knot-1": "Knot, `udp-workers: 1`",
     "knot-default": "Knot, default `udp-workers` (1 per core = 2)",
@@ -485,7 +496,7 @@ qlabel = {
     "srv": "SRV `web.prod.skydns.local`, EDNS0 (`-e`): 10 SRV + 10 glue A",
     "nx": "A `nothere.prod.skydns.local` (NXDOMAIN)",
 }
-variants = ["skydns", "skydns-2w", "skydns-100k", "knot-1", "knot-default"]
+variants = ["skydns", "skydns-2w", "skydns-static", "skydns-100k", "knot-1", "knot-default"]
 med = {}
 for q in ("a", "srv", "nx"):
     for v in variants:
@@ -525,7 +536,7 @@ w("| query | skydns best | Knot best | skydns QPS | Knot QPS | QPS ratio | skydn
 w("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 summary = {}
 for q in ("a", "srv", "nx"):
-    a, b = best(q, ["skydns", "skydns-2w"]), best(q, ["knot-1", "knot-default"])
+    a, b = best(q, ["skydns", "skydns-2w", "skydns-static"]), best(q, ["knot-1", "knot-default"])
     ma, mb = med[q, a], med[q, b]
     qr, lr = ma["qps"] / mb["qps"], ma["lat"] / mb["lat"] if mb["lat"] else float("nan")
     summary[q] = dict(skydns=round(ma["qps"]), knot=round(mb["qps"]), skydns_variant=a, knot_variant=b,
@@ -592,7 +603,9 @@ w("")
 w("Exact commands (ports are free 127.0.0.1 ports picked at run time):")
 w("")
 w("```sh")
-w("cargo build --release -p skydns --locked")
+w("cargo build --release -p skydns --locked        # after scripts/startup-order.sh --if-stale")
+w("RUSTFLAGS='-C target-feature=+crt-static -C symbol-mangling-version=v0' cargo build --release --locked \\")
+w("    --target x86_64-unknown-linux-gnu -p skydns -p skydock   # the images' build (scripts/startup-order.sh --static)")
 for line in open(commands_path):
     w(line.rstrip("\n").replace(work, "$WORK"))
 w("# each skydns: 10 x curl -X PUT http://API/skydns/services/web-$i \\")
@@ -631,6 +644,8 @@ data = dict(
     rss=dict(
         skydns=dict(idle=round(mib(meta["rss_idle_skydns"]), 1), idle10=round(mib(meta["rss_10_skydns"]), 1),
                     peak=round(mib(meta["rss_peak_skydns"]), 1)),
+        static=dict(idle=round(mib(meta["rss_idle_skydns-static"]), 1), idle10=round(mib(meta["rss_10_skydns-static"]), 1),
+                    peak=round(mib(meta["rss_peak_skydns-static"]), 1)),
         many=dict(idle=round(mib(meta["rss_10_skydns-100k"]), 1), peak=round(mib(meta["rss_peak_skydns-100k"]), 1)),
         knot=dict(idle=round(mib(meta["rss_10_" + summary["a"]["knot_variant"]]), 1),
                   peak=round(mib(meta["rss_peak_" + summary["a"]["knot_variant"]]), 1)),

@@ -7,9 +7,13 @@
 # Steps:
 #   1. static release binaries, in target/x86_64-unknown-linux-gnu/release (the
 #      explicit --target keeps them apart from the normal target/release):
-#        RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
-#            --target x86_64-unknown-linux-gnu -p skydns -p skydock
-#      and a check that both are static (`file`, `ldd`);
+#        RUSTFLAGS="-C target-feature=+crt-static -C symbol-mangling-version=v0" \
+#            cargo build --release --locked --target x86_64-unknown-linux-gnu -p skydns -p skydock
+#      (`build_static` in scripts/lib.sh), skydns linked with its start-up
+#      functions packed (crates/skydns/startup-order-static.txt, rewritten
+#      first by `scripts/startup-order.sh --static --if-stale` when the code
+#      has moved on); a check that both are static (`file`, `ldd`); the
+#      binaries go into the images stripped;
 #   2. `docker build` of each image from a temporary context that holds only the
 #      binary (and the plugins), with the classic builder (no buildx here);
 #   3. a size check: each image must be under 20 MB;
@@ -23,9 +27,10 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-TARGET=x86_64-unknown-linux-gnu
-BIN_DIR="target/$TARGET/release"
+BIN_DIR="$STATIC_BIN_DIR"
 SKYDNS_IMAGE=skydns/skydns:latest
 SKYDOCK_IMAGE=skydns/skydock:latest
 MAX_BYTES=$((20 * 1000 * 1000))
@@ -64,9 +69,8 @@ trap cleanup EXIT
 work=$(mktemp -d "${TMPDIR:-/tmp}/skydns-images.XXXXXX")
 
 # 1. Static binaries.
-say "cargo build (static, --target $TARGET)"
-RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=true \
-    cargo build --release --locked --target "$TARGET" -p skydns -p skydock
+say "cargo build (static, --target $STATIC_TARGET), start-up list refreshed if stale"
+scripts/startup-order.sh --static --if-stale
 
 for bin in skydns skydock; do
     path="$BIN_DIR/$bin"
@@ -97,9 +101,11 @@ build_image() {
 }
 
 mkdir -p "$work/skydns" "$work/skydock/plugins"
-cp "$BIN_DIR/skydns" "$work/skydns/skydns"
+# Stripped here, not by Cargo: a profile that strips would give the build other
+# symbol names than the one the start-up list was taken from.
+strip -o "$work/skydns/skydns" "$BIN_DIR/skydns"
 cp deploy/skydns.Dockerfile "$work/skydns/Dockerfile"
-cp "$BIN_DIR/skydock" "$work/skydock/skydock"
+strip -o "$work/skydock/skydock" "$BIN_DIR/skydock"
 cp deploy/plugins/*.js "$work/skydock/plugins/"
 cp deploy/skydock.Dockerfile "$work/skydock/Dockerfile"
 # Same modes on every run (the layer cache compares contents and modes, not mtimes).

@@ -13,6 +13,16 @@ BIN="$TARGET_DIR/release/skydns"
 # from the daemons started here: only their command lines count.
 SKYDNS_UNSET=(-u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER
     -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS -u SKYDNS_DNS_WORKERS -u SKYDNS_WORKERS)
+# The static build the images ship (scripts/build-images.sh), also profiled by
+# `scripts/startup-order.sh --static`: one command, so both see the same
+# symbol names. RUSTFLAGS replaces .cargo/config.toml's flags, so the v0
+# symbol names are asked for again here.
+STATIC_TARGET=x86_64-unknown-linux-gnu
+STATIC_BIN_DIR="$TARGET_DIR/$STATIC_TARGET/release"
+build_static() {
+    RUSTFLAGS="-C target-feature=+crt-static -C symbol-mangling-version=v0" \
+        cargo build --release --locked --target "$STATIC_TARGET" -p skydns -p skydock
+}
 # Set by the script when wanted (see init_work and start_skydns), never taken
 # from the environment.
 CLEANUP_HOOK=""
@@ -186,7 +196,8 @@ start_skydns() {
         shift
     done
     shift
-    env "${SKYDNS_UNSET[@]}" NO_COLOR=1 "${envs[@]}" "$BIN" -dns 127.0.0.1:0 -http 127.0.0.1:0 "$@" \
+    local bin=${SK_BIN:-$BIN}
+    env "${SKYDNS_UNSET[@]}" NO_COLOR=1 "${envs[@]}" "$bin" -dns 127.0.0.1:0 -http 127.0.0.1:0 "$@" \
         -log-level warn,skydns::server=info >"$WORK/$name.log" 2>&1 &
     SK_PID=$!
     PIDS+=("$SK_PID")
@@ -203,8 +214,8 @@ start_skydns() {
     SK_HTTP=${line##* http=}
     SK_API="http://$SK_HTTP"
     [[ -z "${COMMANDS:-}" ]] ||
-        printf '%starget/release/skydns -dns 127.0.0.1:0 -http 127.0.0.1:0 %s -log-level warn,skydns::server=info   # %s\n' \
-            "${envs[*]:+${envs[*]} }" "$*" "$name" >>"$COMMANDS"
+        printf '%s%s -dns 127.0.0.1:0 -http 127.0.0.1:0 %s -log-level warn,skydns::server=info   # %s\n' \
+            "${envs[*]:+${envs[*]} }" "${bin#"$ROOT"/}" "$*" "$name" >>"$COMMANDS"
     log "$name: pid $SK_PID, dns 127.0.0.1:$SK_DNS, api $SK_API"
 }
 
