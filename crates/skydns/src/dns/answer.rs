@@ -6,7 +6,7 @@
 use std::{net::IpAddr, sync::Arc};
 
 use hickory_proto::rr::{
-    Name, RData, Record,
+    Label, Name, RData, Record,
     rdata::{A, AAAA, PTR, SRV},
 };
 
@@ -109,7 +109,13 @@ pub fn address_records(
 
 /// The name an IP-host service is reached by: `<uuid>.<domain>.`.
 pub fn uuid_name(entry: &Entry, origin: &Name) -> Option<Name> {
-    origin.prepend_label(entry.labels.at(pos::UUID)).ok()
+    let uuid = entry.labels.at(pos::UUID);
+    // Registry labels are ASCII already; IDNA mapping only for what the
+    // strict ASCII rules refuse (a leading `-`).
+    match Label::from_ascii(uuid) {
+        Ok(label) => origin.prepend_label(label).ok(),
+        Err(_) => origin.prepend_label(uuid).ok(),
+    }
 }
 
 /// SRV records for `primary` (priority 10) and `fallback` (priority 20), each
@@ -214,6 +220,17 @@ mod tests {
 
     fn n(s: &str) -> Name {
         Name::from_ascii(s).expect("valid name")
+    }
+
+    #[test]
+    fn uuid_names_take_ascii_labels_as_they_are_and_others_through_idna() {
+        let origin = n("skydns.local.");
+        let plain = entry("web-1_a", "10.0.0.1", "east");
+        assert_eq!(uuid_name(&plain, &origin), Some(n("web-1_a.skydns.local.")));
+        // A leading hyphen fails the strict ASCII rules: the name is what the
+        // IDNA path makes of it, as before.
+        let hyphen = entry("-x", "10.0.0.2", "east");
+        assert_eq!(uuid_name(&hyphen, &origin), origin.prepend_label("-x").ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use hickory_proto::rr::{
-    Name, RData, Record,
+    Label, Name, RData, Record,
     rdata::{A, AAAA, NS, SOA},
 };
 
@@ -36,8 +36,10 @@ impl Zone {
     pub fn new(domain: &str, dns_ip: IpAddr) -> Result<Self, hickory_proto::ProtoError> {
         let mut origin = Name::from_ascii(domain.trim_end_matches('.'))?.to_lowercase();
         origin.set_fqdn(true);
-        let ns_name = origin.prepend_label("ns1")?;
-        let hostmaster = origin.prepend_label("hostmaster")?;
+        // ASCII labels: a `&str` would go through IDNA mapping, whose code
+        // and tables start-up would otherwise page in for two fixed words.
+        let ns_name = origin.prepend_label(Label::from_ascii("ns1")?)?;
+        let hostmaster = origin.prepend_label(Label::from_ascii("hostmaster")?)?;
         let ns_addr = (!dns_ip.is_unspecified()).then_some(dns_ip);
         Ok(Self {
             labels: usize::from(origin.num_labels()),
