@@ -72,10 +72,8 @@ impl Batch {
     ) {
         for (buffer, (len, from)) in self.buffers.iter().zip(&self.received) {
             // A datagram without a sender address cannot be answered.
-            let (Some(request), Some(from)) = (buffer.get(..*len), from) else {
-                continue;
-            };
-            let Some(src) = socket_addr(from) else {
+            let Some(from) = from else { continue };
+            let (Some(request), Some(src)) = (buffer.get(..*len), socket_addr(from)) else {
                 continue;
             };
             if let Some(reply) = answer(request, src) {
