@@ -457,6 +457,7 @@ META="$WORK/meta.tsv"
     bench_meta
     printf 'knot\t%s\n' "$(dpkg-query -W -f='${Version}' knot 2>/dev/null || "$KNOTD" --version | awk '{ print $NF }')"
     printf 'many\t%s\n' "$MANY"
+    printf 'static_build\t%s\n' "RUSTFLAGS='$STATIC_RUSTFLAGS' ${STATIC_BUILD[*]}"
     printf 'count\t%s\n' "$COUNT"
     printf 'reg_secs\t%s\n' "$REG_SECS"
     for v in "${VARIANTS[@]}"; do
@@ -604,8 +605,7 @@ w("Exact commands (ports are free 127.0.0.1 ports picked at run time):")
 w("")
 w("```sh")
 w("cargo build --release -p skydns --locked        # after scripts/startup-order.sh --if-stale")
-w("RUSTFLAGS='-C target-feature=+crt-static -C symbol-mangling-version=v0' cargo build --release --locked \\")
-w("    --target x86_64-unknown-linux-gnu -p skydns -p skydock   # the images' build (scripts/startup-order.sh --static)")
+w(meta["static_build"] + "   # the images' build (scripts/startup-order.sh --static)")
 for line in open(commands_path):
     w(line.rstrip("\n").replace(work, "$WORK"))
 w("# each skydns: 10 x curl -X PUT http://API/skydns/services/web-$i \\")

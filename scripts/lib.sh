@@ -19,10 +19,9 @@ SKYDNS_UNSET=(-u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_
 # symbol names are asked for again here.
 STATIC_TARGET=x86_64-unknown-linux-gnu
 STATIC_BIN_DIR="$TARGET_DIR/$STATIC_TARGET/release"
-build_static() {
-    RUSTFLAGS="-C target-feature=+crt-static -C symbol-mangling-version=v0" \
-        cargo build --release --locked --target "$STATIC_TARGET" -p skydns -p skydock
-}
+STATIC_RUSTFLAGS="-C target-feature=+crt-static -C symbol-mangling-version=v0"
+STATIC_BUILD=(cargo build --release --locked --target "$STATIC_TARGET" -p skydns -p skydock)
+build_static() { RUSTFLAGS="$STATIC_RUSTFLAGS" "${STATIC_BUILD[@]}"; }
 # Set by the script when wanted (see init_work and start_skydns), never taken
 # from the environment.
 CLEANUP_HOOK=""

@@ -62,8 +62,8 @@ defined() { nm --defined-only "$PROFILED" | awk '$2 ~ /^[tTwW]$/ { print $3 }' |
 
 if [[ $mode != write ]]; then
     listed=$(mktemp) have=$(mktemp)
-    touch "$OUT"
-    sort -u "$OUT" >"$listed"
+    # A missing list counts as stale.
+    [[ ! -f $OUT ]] || sort -u "$OUT" >"$listed"
     defined "$have"
     total=$(wc -l <"$listed")
     missing=$(comm -23 "$listed" "$have" | wc -l)
