@@ -28,7 +28,7 @@ use crate::{
 
 /// How many times to look for a port free for both UDP and TCP when port 0 is asked.
 const PORT_TRIES: usize = 32;
-/// Connections the kernel queues for the TCP DNS accept loop.
+/// Connections the kernel queues for a TCP accept loop (DNS and HTTP).
 const TCP_BACKLOG: i32 = 4096;
 
 /// A running skydns.
@@ -110,7 +110,7 @@ fn flatten(done: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<()
 pub async fn start(config: Config) -> Result<Server, Error> {
     let (udp, tcp) = bind_dns(config.dns_addr).await?;
     let dns_addr = udp.local_addr()?;
-    let http = std::net::TcpListener::bind(config.http_addr)
+    let http = listen_tcp(config.http_addr)
         .map_err(|e| Error::bind("HTTP", config.http_addr, e, "http"))?;
     let http_addr = http.local_addr()?;
     let tls = match &config.tls {
@@ -259,7 +259,7 @@ async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, tokio::net::TcpListene
             .await
             .map_err(|e| Error::bind("DNS (udp)", addr, e, "dns"))?;
         let bound = udp.local_addr()?;
-        match listen_tcp(bound) {
+        match listen_tcp(bound).and_then(tokio::net::TcpListener::from_std) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last = Some((bound, e)),
         }
@@ -270,15 +270,16 @@ async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, tokio::net::TcpListene
 
 /// A TCP listener on `addr` with a deep accept queue ([`TCP_BACKLOG`], the
 /// kernel caps it at `net.core.somaxconn`), so a burst of connections is
-/// queued for the accept loop instead of dropped.
-fn listen_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+/// queued for the accept loop instead of dropped (`std`'s `bind` asks for
+/// 128). Non-blocking, ready for the async runtime.
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(TCP_BACKLOG)?;
     socket.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Runs a server until `shutdown` completes (a signal, say), then stops it.
