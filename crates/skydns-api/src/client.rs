@@ -62,11 +62,17 @@ impl ClientError {
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A cheap-to-clone handle on one skydns server's registry API.
+///
+/// With [`Client::with_owner`], every write names that owner: registrations
+/// carry it as `Owner`, heartbeats and removals name it, and skydns refuses
+/// (409, [`ClientError::Conflict`]) to let them touch a service another
+/// owner registered.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     secret: Option<crate::Secret>,
+    owner: Option<String>,
 }
 
 impl Client {
@@ -100,7 +106,23 @@ impl Client {
             http,
             base,
             secret: None,
+            owner: None,
         })
+    }
+
+    /// Names `owner` in every write (see [`Client`]): registrations without
+    /// an `Owner` get this one, heartbeats and removals are refused by
+    /// skydns when the service belongs to somebody else.
+    #[must_use]
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        let owner = owner.into();
+        self.owner = (!owner.is_empty()).then_some(owner);
+        self
+    }
+
+    /// The owner this client names in its writes, if any.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     /// Sends `secret` as the `Authorization` header (skydns `-secret`).
@@ -122,9 +144,18 @@ impl Client {
     /// [`ClientError::Conflict`] if `uuid` exists, [`ClientError::Rejected`] for
     /// invalid fields, transport and server errors otherwise.
     pub async fn add_service(&self, uuid: &str, service: &Service) -> Result<(), ClientError> {
-        self.send(Method::PUT, &services_path(uuid), Some(service))
-            .await
-            .map(drop)
+        let path = services_path(uuid);
+        match (&self.owner, &service.owner) {
+            (Some(owner), None) => {
+                let owned = Service {
+                    owner: Some(owner.clone()),
+                    ..service.clone()
+                };
+                self.send(Method::PUT, &path, Some(&owned)).await
+            }
+            _ => self.send(Method::PUT, &path, Some(service)).await,
+        }
+        .map(drop)
     }
 
     /// `GET /skydns/services/{uuid}`.
@@ -139,23 +170,32 @@ impl Client {
     /// `PATCH /skydns/services/{uuid}` with `{"TTL": ttl}`: a heartbeat.
     ///
     /// # Errors
-    /// [`ClientError::NotFound`] if the service expired or was never registered.
+    /// [`ClientError::NotFound`] if the service expired or was never registered,
+    /// [`ClientError::Conflict`] if it belongs to another owner than this
+    /// client's.
     pub async fn heartbeat(&self, uuid: &str, ttl: u32) -> Result<(), ClientError> {
-        self.send(
-            Method::PATCH,
-            &services_path(uuid),
-            Some(&Heartbeat { ttl }),
-        )
-        .await
-        .map(drop)
+        let beat = Heartbeat {
+            ttl,
+            owner: self.owner.clone(),
+        };
+        self.send(Method::PATCH, &services_path(uuid), Some(&beat))
+            .await
+            .map(drop)
     }
 
-    /// `DELETE /skydns/services/{uuid}`.
+    /// `DELETE /skydns/services/{uuid}` (`?owner=` this client's owner).
     ///
     /// # Errors
-    /// [`ClientError::NotFound`] if there is no such service.
+    /// [`ClientError::NotFound`] if there is no such service,
+    /// [`ClientError::Conflict`] if it belongs to another owner than this
+    /// client's.
     pub async fn delete_service(&self, uuid: &str) -> Result<(), ClientError> {
-        self.send(Method::DELETE, &services_path(uuid), None::<&()>)
+        let mut path = services_path(uuid);
+        if let Some(owner) = &self.owner {
+            path.push_str("?owner=");
+            path.push_str(&encode_segment(owner));
+        }
+        self.send(Method::DELETE, &path, None::<&()>)
             .await
             .map(drop)
     }
@@ -174,6 +214,16 @@ impl Client {
             Err(ClientError::NotFound(_)) => Ok(Vec::new()),
             other => other,
         }
+    }
+
+    /// `GET /skydns/services/?owner={owner}`: the services registered with
+    /// this `Owner` only (what an agent reconciles against), sorted by uuid.
+    ///
+    /// # Errors
+    /// Transport and server errors. No such service gives `Ok(vec![])`.
+    pub async fn list_owned_by(&self, owner: &str) -> Result<Vec<Service>, ClientError> {
+        let path = format!("/skydns/services/?owner={}", encode_segment(owner));
+        self.json(Method::GET, &path, None::<&()>).await
     }
 
     /// `PUT /skydns/callbacks/{uuid}`: attaches a callback to matching services.

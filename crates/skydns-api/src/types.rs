@@ -48,11 +48,15 @@ pub struct Service {
 }
 
 /// A heartbeat: the body of `PATCH /skydns/services/{uuid}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// New time to live in seconds, counted from now.
     #[serde(rename = "TTL")]
     pub ttl: u32,
+    /// The agent sending it. When given, it must be the service's `Owner`
+    /// (else 409); SkyDNS v1 clients leave it out and are not checked.
+    #[serde(rename = "Owner", default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A callback registration: the body of `PUT /skydns/callbacks/{uuid}`.
