@@ -109,7 +109,10 @@ fn request(args: &Args, i: u64) -> anyhow::Result<(Method, String, Vec<u8>, Stat
         }
         Mode::Heartbeat => {
             let n = args.start + i % args.pool.max(1);
-            let body = serde_json::to_vec(&Heartbeat { ttl: args.ttl })?;
+            let body = serde_json::to_vec(&Heartbeat {
+                ttl: args.ttl,
+                owner: None,
+            })?;
             (
                 Method::PATCH,
                 format!("/skydns/services/load-{n}"),

@@ -1311,3 +1311,114 @@ async fn the_api_answers_right_after_start_and_services_resolve_at_once() {
         ["127.0.0.50"]
     );
 }
+
+#[tokio::test]
+async fn only_the_owner_may_renew_or_remove_and_the_list_filters_by_owner() {
+    let sky = SkyDns::start(&[]).await;
+    let a = sky.client.clone().with_owner("agent-a");
+    let b = sky.client.clone().with_owner("agent-b");
+    let mut svc = service("web", "prod", "east", "127.0.0.10", 80, 60);
+    a.add_service("w1", &svc).await.expect("a registers w1");
+    svc.host = "127.0.0.11".into();
+    sky.client
+        .add_service("w2", &svc)
+        .await
+        .expect("an unowned registration");
+    assert_eq!(
+        sky.client
+            .get_service("w1")
+            .await
+            .expect("get")
+            .owner
+            .as_deref(),
+        Some("agent-a"),
+        "the client names its owner in the registration"
+    );
+
+    // Another owner: 409 on every write, with a message naming both owners.
+    match b.add_service("w1", &svc).await {
+        Err(ClientError::Conflict(m)) => assert!(m.contains("agent-a"), "{m}"),
+        other => panic!("PUT over another's uuid: {other:?}"),
+    }
+    match b.heartbeat("w1", 5).await {
+        Err(ClientError::Conflict(m)) => {
+            assert!(m.contains("agent-a") && m.contains("agent-b"), "{m}")
+        }
+        other => panic!("heartbeat of another's service: {other:?}"),
+    }
+    match b.delete_service("w1").await {
+        Err(ClientError::Conflict(m)) => assert!(m.contains("agent-a"), "{m}"),
+        other => panic!("delete of another's service: {other:?}"),
+    }
+    // A request naming an owner may not touch an unowned service either.
+    assert!(matches!(
+        b.heartbeat("w2", 5).await,
+        Err(ClientError::Conflict(_))
+    ));
+    assert!(matches!(
+        b.delete_service("w2").await,
+        Err(ClientError::Conflict(_))
+    ));
+    // The same over raw HTTP: ?owner= on PATCH and DELETE.
+    let r = req(
+        &sky,
+        "PATCH",
+        "/skydns/services/w1?owner=agent-b",
+        Some(&json!({"TTL": 5})),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = req(&sky, "DELETE", "/skydns/services/w1?owner=agent-b", None).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("agent-a")),
+        "{}",
+        r.text()
+    );
+
+    // Nothing was changed by the refused writes: w1 keeps its 60 s.
+    let w1 = sky
+        .client
+        .get_service("w1")
+        .await
+        .expect("w1 is still there");
+    assert!(
+        w1.ttl > 50,
+        "a refused heartbeat changed the TTL: {}",
+        w1.ttl
+    );
+    assert_eq!(
+        a_records(&sky.query("web.prod.skydns.local.", RecordType::A).await),
+        ["127.0.0.10", "127.0.0.11"]
+    );
+
+    // The owner's own writes pass; the list filters by owner.
+    a.heartbeat("w1", 30).await.expect("the owner's heartbeat");
+    let owned = |list: Vec<Service>| list.into_iter().map(|s| s.uuid).collect::<Vec<_>>();
+    assert_eq!(
+        owned(a.list_owned_by("agent-a").await.expect("list")),
+        ["w1"]
+    );
+    assert!(a.list_owned_by("agent-b").await.expect("list").is_empty());
+    let r = req(
+        &sky,
+        "GET",
+        "/skydns/services/?query=web.prod&owner=agent-a",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1), "{}", r.text());
+    a.delete_service("w1").await.expect("the owner removes w1");
+
+    // A SkyDNS v1 client names no owner and is not checked, as in v1.
+    a.add_service("w3", &svc).await.expect("register w3");
+    sky.client.heartbeat("w3", 30).await.expect("v1 heartbeat");
+    sky.client.delete_service("w3").await.expect("v1 delete");
+    sky.client
+        .delete_service("w2")
+        .await
+        .expect("v1 delete of an unowned one");
+}

@@ -38,23 +38,44 @@ pub(super) async fn get_service(
     Ok(Json(entry.view(now_ms())))
 }
 
-/// `PATCH /skydns/services/{uuid}` with `{"TTL": n}` → 200, 404.
+/// `?owner=` of the write routes: the agent making the request.
+#[derive(Debug, Deserialize)]
+pub(super) struct OwnerQuery {
+    owner: Option<String>,
+}
+
+impl OwnerQuery {
+    fn owner(&self) -> Option<&str> {
+        self.owner.as_deref().filter(|o| !o.is_empty())
+    }
+}
+
+/// `PATCH /skydns/services/{uuid}` with `{"TTL": n}` → 200, 404; 409 when
+/// the body's `Owner` (or `?owner=`) is not the service's.
 pub(super) async fn heartbeat(
     State(state): State<AppState>,
     Path(uuid): Path<String>,
+    Query(q): Query<OwnerQuery>,
     bytes: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let beat = body::heartbeat(&bytes)?;
-    state.registry.heartbeat(&uuid, beat.ttl)?;
+    let owner = beat
+        .owner
+        .as_deref()
+        .filter(|o| !o.is_empty())
+        .or(q.owner());
+    state.registry.heartbeat(&uuid, beat.ttl, owner)?;
     Ok(StatusCode::OK)
 }
 
-/// `DELETE /skydns/services/{uuid}` → 200, 404.
+/// `DELETE /skydns/services/{uuid}` → 200, 404; 409 when `?owner=` is not
+/// the service's.
 pub(super) async fn remove_service(
     State(state): State<AppState>,
     Path(uuid): Path<String>,
+    Query(q): Query<OwnerQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.registry.remove(&uuid).await?;
+    state.registry.remove(&uuid, q.owner()).await?;
     Ok(StatusCode::OK)
 }
 
@@ -62,10 +83,13 @@ pub(super) async fn remove_service(
 #[derive(Debug, Deserialize)]
 pub(super) struct ListQuery {
     query: Option<String>,
+    owner: Option<String>,
 }
 
 /// `GET /skydns/services/?query=east.*.web.production` → 200 with a list
 /// (empty when nothing matches), 400 for a query deeper than a service name.
+/// `owner=` keeps only the services registered with that `Owner` (what an
+/// agent reconciles against, without reading everybody's).
 pub(super) async fn list_services(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -82,10 +106,12 @@ pub(super) async fn list_services(
         ApiError::bad_field("query", "query has more labels than a service name (uuid.host.region.version.service.environment)")
     })?;
     let now = now_ms();
+    let owner = q.owner.as_deref();
     let mut services: Vec<Service> = state
         .registry
         .lookup(&pattern)
         .iter()
+        .filter(|e| owner.is_none_or(|o| e.service.owner.as_deref() == Some(o)))
         .map(|e| e.view(now))
         .collect();
     services.sort_by(|a, b| a.uuid.cmp(&b.uuid));

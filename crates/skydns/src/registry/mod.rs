@@ -61,8 +61,24 @@ pub enum RegistryError {
     #[error("{0}")]
     NoMatch(String),
     /// A live service has this uuid already.
-    #[error("service {0:?} is already registered")]
-    Conflict(String),
+    #[error("service {uuid:?} is already registered{}", owned_by(owner.as_deref()))]
+    Conflict {
+        /// The uuid asked for.
+        uuid: String,
+        /// The `Owner` of the registration holding it.
+        owner: Option<String>,
+    },
+    /// The request names an owner other than the service's: only the agent
+    /// that registered a service may renew or remove it.
+    #[error("service {uuid:?} belongs to {}, not to {asked:?}: only its owner may renew or remove it", owner.as_deref().map_or_else(|| "no owner".to_string(), |o| format!("{o:?}")))]
+    NotOwner {
+        /// The service's uuid.
+        uuid: String,
+        /// The service's `Owner`.
+        owner: Option<String>,
+        /// The owner the request named.
+        asked: String,
+    },
     /// A field is invalid; nothing was changed.
     #[error("{message}")]
     Invalid {
@@ -74,6 +90,27 @@ pub enum RegistryError {
     /// The store failed; nothing was changed in memory.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn owned_by(owner: Option<&str>) -> String {
+    owner.map(|o| format!(" by {o:?}")).unwrap_or_default()
+}
+
+/// Checks that a write naming `asked` (if it names an owner) may touch
+/// `entry`. A write naming no owner is a SkyDNS v1 client's: not checked.
+fn check_owner(entry: &Entry, asked: Option<&str>) -> Result<(), RegistryError> {
+    let Some(asked) = asked else {
+        return Ok(());
+    };
+    let owner = entry.service.owner.as_deref();
+    if owner == Some(asked) {
+        return Ok(());
+    }
+    Err(RegistryError::NotOwner {
+        uuid: entry.service.uuid.to_string(),
+        owner: owner.map(str::to_string),
+        asked: asked.to_string(),
+    })
 }
 
 /// Settings of the registry itself.
@@ -440,8 +477,11 @@ impl Registry {
         };
         let _shared = self.inner.writes.read().await;
         let _guard = self.stripe(uuid).lock().await;
-        if self.get_entry(uuid).is_some() {
-            return Err(RegistryError::Conflict(uuid.to_string()));
+        if let Some(held) = self.get_entry(uuid) {
+            return Err(RegistryError::Conflict {
+                uuid: uuid.to_string(),
+                owner: held.service.owner.as_deref().map(str::to_string),
+            });
         }
         let entry = Entry::new(service, expires_ms, &self.inner.interner);
         self.inner.store.put(vec![entry.stored()]).await?;
@@ -458,16 +498,24 @@ impl Registry {
         Ok(())
     }
 
-    /// Extends a service's life by `ttl` seconds from now (`PATCH`, the heartbeat).
+    /// Extends a service's life by `ttl` seconds from now (`PATCH`, the
+    /// heartbeat). `owner`, when given, must be the service's.
     ///
     /// # Errors
     /// [`RegistryError::NotFound`] if no live service has this uuid,
-    /// [`RegistryError::Invalid`] for a TTL of 0.
-    pub fn heartbeat(&self, uuid: &str, ttl: u32) -> Result<(), RegistryError> {
+    /// [`RegistryError::Invalid`] for a TTL of 0, [`RegistryError::NotOwner`]
+    /// when `owner` is not the service's.
+    pub fn heartbeat(
+        &self,
+        uuid: &str,
+        ttl: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RegistryError> {
         validate::heartbeat_ttl(ttl)?;
         let entry = self
             .get_entry(uuid)
             .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
+        check_owner(&entry, owner)?;
         if entry.expires_ms() == NEVER {
             return Ok(());
         }
@@ -487,17 +535,20 @@ impl Registry {
         Ok(())
     }
 
-    /// Removes a service (`DELETE`) and fires its callbacks.
+    /// Removes a service (`DELETE`) and fires its callbacks. `owner`, when
+    /// given, must be the service's.
     ///
     /// # Errors
     /// [`RegistryError::NotFound`] if no live service has this uuid,
+    /// [`RegistryError::NotOwner`] when `owner` is not the service's,
     /// [`RegistryError::Store`] if the removal could not be persisted.
-    pub async fn remove(&self, uuid: &str) -> Result<Service, RegistryError> {
+    pub async fn remove(&self, uuid: &str, owner: Option<&str>) -> Result<Service, RegistryError> {
         let _shared = self.inner.writes.read().await;
         let _guard = self.stripe(uuid).lock().await;
         let entry = self
             .get_entry(uuid)
             .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
+        check_owner(&entry, owner)?;
         self.inner.store.remove(uuid).await?;
         let view = entry.view(now_ms());
         let callbacks = self.unapply(&entry);
@@ -852,7 +903,7 @@ mod tests {
         // The first deadline (1 s) passes while heartbeats hold it alive...
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(400)).await;
-            registry.heartbeat("u1", 2).expect("heartbeat");
+            registry.heartbeat("u1", 2, None).expect("heartbeat");
         }
         assert_eq!(registry.len(), 1, "alive while beating");
         // ...then it expires one TTL after the last beat, and is purged.
