@@ -14,8 +14,8 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinDecoder},
 };
 use skydns_tests::{
-    Client, Service, SkyDns, a_records, eventually, query_message, service, srv_records, tcp_query,
-    udp_exchange, udp_raw, udp_raw_from,
+    Client, ClientError, Service, SkyDns, a_records, eventually, query_message, service,
+    srv_records, tcp_query, udp_exchange, udp_raw, udp_raw_from,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -219,7 +219,11 @@ async fn skydns_readme_srv_examples_get_v1_priorities_and_weights() {
         )
         .await;
     let got = srv_records(&msg);
-    assert!(got.is_empty() || got.iter().all(|s| s.0 == 20), "{got:?}");
+    assert_eq!(got.len(), 5, "every service answers, as fail-over: {got:?}");
+    assert!(
+        got.iter().all(|s| (s.0, s.1) == (20, 20)),
+        "priority 20, the weight split five ways: {got:?}"
+    );
 }
 
 #[tokio::test]
@@ -369,6 +373,49 @@ async fn srv_for_ip_hosts_targets_the_uuid_name_with_glue() {
     assert_eq!(a_records(&msg), ["fd00::1"]);
     let msg = sky.query("nosuchuuid.skydns.local.", RecordType::A).await;
     assert_nxdomain(&msg, "unknown uuid");
+}
+
+#[tokio::test]
+async fn a_host_longer_than_a_label_is_registered_and_is_the_srv_target() {
+    let sky = SkyDns::start(&[]).await;
+    let host = "ip-10-0-0-1.a-very-long-internal-hostname.eu-west-1.compute.internal";
+    assert!(host.len() > 63);
+    sky.client
+        .add_service("l1", &service("db", "production", "eu", host, 5432, 60))
+        .await
+        .expect("SkyDNS v1 accepts any valid hostname as Host");
+    assert_eq!(sky.client.get_service("l1").await.expect("get").host, host);
+    let target = format!("{host}.");
+    for q in [
+        "db.production.skydns.local.",
+        "eu.*.db.production.skydns.local.",
+        "l1.*.eu.*.db.production.skydns.local.",
+    ] {
+        let msg = sky.query(q, RecordType::SRV).await;
+        assert_eq!(msg.metadata.response_code, ResponseCode::NoError, "{q}");
+        assert_eq!(
+            srv_records(&msg),
+            [(10, 100, 5432, target.clone())],
+            "{q}: the whole host name is the target"
+        );
+    }
+    // Over 253 bytes it is no hostname: 400 naming Host, nothing stored.
+    let too_long = format!("{}.example", vec!["x".repeat(62); 4].join("."));
+    match sky
+        .client
+        .add_service(
+            "l2",
+            &service("db", "production", "eu", &too_long, 5432, 60),
+        )
+        .await
+    {
+        Err(ClientError::Rejected { field, .. }) => assert_eq!(field.as_deref(), Some("Host")),
+        other => panic!("a 260-byte host: {other:?}"),
+    }
+    assert!(matches!(
+        sky.client.get_service("l2").await,
+        Err(ClientError::NotFound(_))
+    ));
 }
 
 #[tokio::test]

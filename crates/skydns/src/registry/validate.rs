@@ -32,9 +32,17 @@ pub(crate) fn service(uuid: &str, s: &Service, domain: &str) -> Result<(), Regis
             "TTL must be at least 1 second (or set NoExpire)",
         ));
     }
+    // A host too long for a label cannot be named in a query: its place in
+    // the longest name a query can spell is a wildcard's (`*`).
+    let host_label = s.host.trim_end_matches('.');
+    let host_label = if host_label.len() > MAX_LABEL {
+        "*"
+    } else {
+        host_label
+    };
     let full = [
         uuid,
-        &s.host,
+        host_label,
         &s.region,
         &s.version,
         &s.name,
@@ -48,7 +56,7 @@ pub(crate) fn service(uuid: &str, s: &Service, domain: &str) -> Result<(), Regis
     if full > MAX_NAME {
         let longest = [
             ("UUID", uuid),
-            ("Host", &s.host),
+            ("Host", host_label),
             ("Region", &s.region),
             ("Version", &s.version),
             ("Name", &s.name),
@@ -161,14 +169,10 @@ fn host(value: &str) -> Result<(), RegistryError> {
             &format!("Host {value:?} is neither an IP address nor a valid hostname"),
         ));
     }
-    if value.trim_end_matches('.').len() > MAX_LABEL {
-        return Err(invalid(
-            "Host",
-            &format!(
-                "Host {value:?} is too long: it becomes one label of the service's name (at most {MAX_LABEL} bytes)"
-            ),
-        ));
-    }
+    // A hostname longer than a label (up to 253 bytes, as SkyDNS v1
+    // accepted) is kept: SRV answers carry it whole as their target; only
+    // a query naming the host label cannot select it (a query label holds
+    // at most 63 bytes), every other query does.
     Ok(())
 }
 
@@ -307,6 +311,29 @@ mod tests {
             service("1001", &s, "skydns.local"),
             Err(RegistryError::Invalid { .. })
         ));
+        // A host longer than a label is accepted up to a name's 253 bytes.
+        let long_host = format!("ip-10-0-0-1.{}.eu-west-1.compute.internal", "h".repeat(60));
+        service(
+            "1001",
+            &Service {
+                host: long_host,
+                ..ok()
+            },
+            "skydns.local",
+        )
+        .expect("a 100-byte hostname is a valid Host");
+        let too_long = format!("{}.example", vec!["x".repeat(62); 4].join("."));
+        assert_eq!(
+            field_of(service(
+                "1001",
+                &Service {
+                    host: too_long,
+                    ..ok()
+                },
+                "d"
+            )),
+            "Host"
+        );
         service(
             "1",
             &Service {
