@@ -414,3 +414,58 @@ fn answers_a_query(stream: &&std::net::TcpStream) -> bool {
     let mut buf = [0u8; 2];
     matches!(s.read(&mut buf), Ok(n) if n > 0)
 }
+
+/// Sends one length-prefixed DNS query on `stream` without reading the answer.
+async fn send_tcp_query(stream: &mut tokio::net::TcpStream, name: &str) {
+    let bytes = query_message(name, RecordType::A, None)
+        .to_vec()
+        .expect("encode");
+    let len = u16::try_from(bytes.len()).expect("short").to_be_bytes();
+    stream.write_all(&len).await.expect("length");
+    stream.write_all(&bytes).await.expect("query");
+}
+
+#[tokio::test]
+async fn a_tcp_client_evicted_mid_forward_leaves_its_name_answerable() {
+    // A TCP client asks for a name, the upstream never answers, and the
+    // client's connection is closed at -max-tcp-connections: the question it
+    // led must not stay "in flight" for good, or every later asker of that
+    // name would wait on it forever.
+    let upstream = BadUpstream::start("127.0.0.1:0", Fault::Blackhole).await;
+    let ns = upstream.addr.to_string();
+    let sky = SkyDns::start(&[
+        "-nameserver",
+        &ns,
+        "-forward-timeout",
+        "1s",
+        "-max-tcp-connections",
+        "1",
+    ])
+    .await;
+    let name = "evicted.fault.example.";
+    let mut first = tokio::net::TcpStream::connect(sky.dns).await.expect("c1");
+    send_tcp_query(&mut first, name).await;
+    assert!(
+        skydns_tests::eventually(Duration::from_secs(2), || async {
+            upstream.udp_queries() + upstream.tcp_accepted() > 0
+        })
+        .await,
+        "the question reached the upstream"
+    );
+    // A second connection evicts the first (the oldest), mid-forward.
+    let started = Instant::now();
+    let again = tcp_query(sky.dns, &query_message(name, RecordType::A, None)).await;
+    assert_eq!(
+        again.map(|m| m.metadata.response_code),
+        Ok(ResponseCode::ServFail),
+        "the same name over TCP after the eviction: SERVFAIL within the forwarding deadline, in {:?}",
+        started.elapsed()
+    );
+    let over_udp = udp_exchange(sky.dns, &query_message(name, RecordType::A, None)).await;
+    assert_eq!(
+        over_udp.map(|m| m.metadata.response_code),
+        Ok(ResponseCode::ServFail),
+        "and over UDP"
+    );
+    drop(first);
+}

@@ -114,11 +114,93 @@ struct Health {
     down_until: Option<Instant>,
 }
 
-/// Identical queries in flight: the first asker sends, the others wait for
-/// its outcome.
+/// A question in flight: its cache key and whether it goes over TCP.
+type FlightKey = (CacheKey, bool);
+
+/// Identical queries in flight: the first asker (the leader) sends, the
+/// others wait for its outcome.
+///
+/// The leader's entry is removed by a drop guard ([`Flight`]), so a leader
+/// whose future is dropped before it is done (its TCP client closed, say)
+/// never leaves the question blocked: its waiters see the channel close and
+/// one of them leads a new attempt. Waiters never wait past the forwarding
+/// deadline either.
 #[derive(Debug, Default)]
 pub struct Coalescer {
-    inflight: Mutex<HashMap<(CacheKey, bool), broadcast::Sender<Outcome>>>,
+    inflight: Mutex<HashMap<FlightKey, broadcast::Sender<Outcome>>>,
+}
+
+/// What joining the in-flight questions gave: lead the question, or wait.
+enum Joined<'a> {
+    Lead(Flight<'a>),
+    Wait(broadcast::Receiver<Outcome>),
+}
+
+impl Coalescer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightKey, broadcast::Sender<Outcome>>> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn join(&self, key: FlightKey) -> Joined<'_> {
+        let mut inflight = self.lock();
+        if let Some(tx) = inflight.get(&key) {
+            return Joined::Wait(tx.subscribe());
+        }
+        let (tx, _) = broadcast::channel(1);
+        inflight.insert(key.clone(), tx.clone());
+        Joined::Lead(Flight {
+            coalescer: self,
+            key: Some(key),
+            tx,
+        })
+    }
+
+    /// Questions in flight now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no question is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The leader's hold on a question in flight: [`Flight::finish`] hands the
+/// outcome to the waiters; dropping it unfinished just removes the question
+/// (the waiters' channel closes).
+struct Flight<'a> {
+    coalescer: &'a Coalescer,
+    key: Option<FlightKey>,
+    tx: broadcast::Sender<Outcome>,
+}
+
+impl Flight<'_> {
+    fn finish(mut self, outcome: &Outcome) {
+        self.remove();
+        let _ = self.tx.send(outcome.clone());
+    }
+
+    fn remove(&mut self) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let mut inflight = self.coalescer.lock();
+        if inflight
+            .get(&key)
+            .is_some_and(|tx| tx.same_channel(&self.tx))
+        {
+            inflight.remove(&key);
+        }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 /// The forwarder: shared by every DNS task.
@@ -178,42 +260,46 @@ impl Forwarder {
         }
         self.metrics.cache_misses.inc();
 
-        let waiter = {
-            let mut inflight = self
-                .coalescer
-                .inflight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match inflight.get(&(key.clone(), tcp)) {
-                Some(tx) => Some(tx.subscribe()),
-                None => {
-                    let (tx, _) = broadcast::channel(1);
-                    inflight.insert((key.clone(), tcp), tx);
-                    None
+        // CANCEL-SAFETY: the leader's `Flight` removes the question when
+        // this future is dropped; a waiter whose leader went away leads the
+        // next attempt, and nobody waits past the forwarding deadline.
+        let deadline = tokio::time::Instant::now() + self.deadline();
+        loop {
+            let flight = match self.coalescer.join((key.clone(), tcp)) {
+                Joined::Lead(flight) => flight,
+                Joined::Wait(mut rx) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Ok(outcome)) => return outcome,
+                        // The leader was dropped before it was done.
+                        Ok(Err(broadcast::error::RecvError::Closed)) => continue,
+                        Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {
+                            return Outcome::Failed;
+                        }
+                    }
                 }
+            };
+            let outcome = self.ask_upstreams(query, edns, tcp).await;
+            if let Outcome::Answer(msg) = &outcome {
+                self.cache.insert(key.clone(), msg);
+                self.metrics
+                    .cache_size
+                    .set(i64::try_from(self.cache.len()).unwrap_or(i64::MAX));
             }
-        };
-        if let Some(mut rx) = waiter {
-            return rx.recv().await.unwrap_or(Outcome::Failed);
+            flight.finish(&outcome);
+            return outcome;
         }
+    }
 
-        let outcome = self.ask_upstreams(query, edns, tcp).await;
-        if let Outcome::Answer(msg) = &outcome {
-            self.cache.insert(key.clone(), msg);
-            self.metrics
-                .cache_size
-                .set(i64::try_from(self.cache.len()).unwrap_or(i64::MAX));
-        }
-        let tx = self
-            .coalescer
-            .inflight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&(key, tcp));
-        if let Some(tx) = tx {
-            let _ = tx.send(outcome.clone());
-        }
-        outcome
+    /// The longest one forwarded question can take: every upstream tried
+    /// once, each within its timeout (UDP and a TCP retry share it).
+    fn deadline(&self) -> Duration {
+        let tries = u32::try_from(self.options.upstreams.len().max(1)).unwrap_or(u32::MAX);
+        self.options.timeout.saturating_mul(tries)
+    }
+
+    /// Questions being forwarded now (leaders only; waiters share them).
+    pub fn in_flight(&self) -> usize {
+        self.coalescer.len()
     }
 
     /// Probes upstreams marked down every [`PROBE_EVERY`] with a `. NS`
@@ -446,6 +532,46 @@ async fn tcp_exchange(upstream: SocketAddr, request: &Message) -> std::io::Resul
 mod tests {
     use super::*;
     use hickory_proto::rr::{Name, RecordType};
+
+    /// A forwarder to an upstream that reads and never answers.
+    async fn silent_forwarder(timeout: Duration) -> (Forwarder, UdpSocket) {
+        let silent = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let options = ForwardOptions {
+            upstreams: vec![silent.local_addr().expect("addr")],
+            timeout,
+            cache_size: 0,
+            cache_max_ttl: 60,
+        };
+        (Forwarder::new(options, ForwardMetrics::new()), silent)
+    }
+
+    #[tokio::test]
+    async fn a_leader_dropped_before_it_is_done_leaves_nothing_in_flight() {
+        let (fwd, _silent) = silent_forwarder(Duration::from_secs(30)).await;
+        let q = Query::query(Name::from_ascii("x.example.").expect("name"), RecordType::A);
+        let leader = tokio::time::timeout(Duration::from_millis(100), fwd.resolve(&q, None, false));
+        assert!(leader.await.is_err(), "the upstream never answers");
+        assert_eq!(fwd.in_flight(), 0, "the dropped leader's question is gone");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_whose_leader_is_dropped_leads_and_is_bounded_by_the_deadline() {
+        let (fwd, _silent) = silent_forwarder(Duration::from_millis(300)).await;
+        let q = Query::query(Name::from_ascii("y.example.").expect("name"), RecordType::A);
+        let started = Instant::now();
+        let (leader, waiter) = tokio::join!(
+            tokio::time::timeout(Duration::from_millis(100), fwd.resolve(&q, None, false)),
+            fwd.resolve(&q, None, false),
+        );
+        assert!(leader.is_err(), "the leader was dropped");
+        assert!(matches!(waiter, Outcome::Failed));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "the waiter took over and failed within the deadline, not forever: {took:?}"
+        );
+        assert_eq!(fwd.in_flight(), 0);
+    }
 
     #[test]
     fn replies_must_match_id_and_question() {
