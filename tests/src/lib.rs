@@ -44,16 +44,18 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEAD_UPSTREAM: &str = "127.0.0.1:9";
 
 /// `-nameserver DEAD_UPSTREAM` unless `args` already choose the upstreams
-/// (`-nameserver`) or turn forwarding off (`-no-forward`).
-fn loopback_upstream_unless_given(args: &[&str]) -> Vec<&'static str> {
-    let chosen = args.iter().any(|a| {
-        let flag = a.trim_start_matches('-');
-        a.starts_with('-')
-            && (flag == "no-forward"
-                || flag == "nameserver"
-                || flag.starts_with("nameserver=")
-                || flag.starts_with("no-forward="))
-    });
+/// (`-nameserver`) or turn forwarding off (`-no-forward`), or `env` sets
+/// `SKYDNS_NAMESERVER`.
+fn loopback_upstream_unless_given(args: &[&str], env: &[(&str, &str)]) -> Vec<&'static str> {
+    let chosen = env.iter().any(|(k, _)| *k == "SKYDNS_NAMESERVER")
+        || args.iter().any(|a| {
+            let flag = a.trim_start_matches('-');
+            a.starts_with('-')
+                && (flag == "no-forward"
+                    || flag == "nameserver"
+                    || flag.starts_with("nameserver=")
+                    || flag.starts_with("no-forward="))
+        });
     if chosen {
         Vec::new()
     } else {
@@ -108,15 +110,42 @@ impl SkyDns {
     /// Like [`SkyDns::start_on`], returning the daemon's output when it fails
     /// to start (for tests of start-up errors).
     pub async fn try_start_on(dns: &str, http: &str, args: &[&str]) -> Result<Self, String> {
+        Self::try_start_with_env(dns, http, args, &[]).await
+    }
+
+    /// Starts skydns with `env` set (`SKYDNS_*` variables) besides `args`;
+    /// `-dns`/`-http` are passed only where `env` does not set `SKYDNS_DNS`
+    /// or `SKYDNS` (the HTTP address), and the dead loopback upstream only
+    /// where neither sets the upstreams. Other `SKYDNS_*` variables of the
+    /// test's own environment are removed.
+    pub async fn try_start_with_env(
+        dns: &str,
+        http: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(binary("skydns"));
-        cmd.args(["-dns", dns, "-http", http])
-            .args(args)
-            .args(loopback_upstream_unless_given(args))
-            .env("SKYDNS_LOG", "info")
-            .env_remove("SKYDNS")
-            .env_remove("SKYDNS_DNS")
-            .env_remove("SKYDNS_DOMAIN")
-            .env_remove("SKYDNS_NAMESERVER")
+        for var in [
+            "SKYDNS",
+            "SKYDNS_DNS",
+            "SKYDNS_DOMAIN",
+            "SKYDNS_NAMESERVER",
+            "SKYDNS_DATA",
+            "SKYDNS_SECRET",
+            "SKYDNS_ALLOW_RECURSION",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("SKYDNS_LOG", "info");
+        if !env.iter().any(|(k, _)| *k == "SKYDNS_DNS") {
+            cmd.args(["-dns", dns]);
+        }
+        if !env.iter().any(|(k, _)| *k == "SKYDNS") {
+            cmd.args(["-http", http]);
+        }
+        cmd.args(args)
+            .args(loopback_upstream_unless_given(args, env))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

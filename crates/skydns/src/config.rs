@@ -24,6 +24,9 @@ pub const DEFAULT_DNS: &str = "127.0.0.1:53";
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 /// Default domain (SkyDNS v1).
 pub const DEFAULT_DOMAIN: &str = "skydns.local";
+/// Largest `-cache-size`: a million answers, about a GiB when full (an
+/// answer with its records is up to a KiB or so).
+pub const MAX_CACHE_SIZE: usize = 1_000_000;
 /// Default upstream nameservers (the setup this project follows).
 pub const DEFAULT_NAMESERVERS: &str = "8.8.8.8:53,8.8.4.4:53";
 
@@ -274,6 +277,12 @@ impl TryFrom<Cli> for Config {
             }
             all
         };
+        if cli.cache_size > MAX_CACHE_SIZE {
+            return Err(Error::Config(format!(
+                "-cache-size {} is over the limit of {MAX_CACHE_SIZE} answers (each can take a KiB or so); 0 turns the cache off",
+                cli.cache_size
+            )));
+        }
         let api_limits = api_limits(&cli)?;
         let tls = match (cli.tls_key, cli.tls_pem) {
             (Some(key), Some(cert)) => Some(TlsFiles { cert, key }),
@@ -454,6 +463,20 @@ mod tests {
         assert!(e.to_string().contains("not supported yet"), "{e}");
         assert!(cli(&["-dnssec", "Kskydns.local.+005+1"]).is_err());
         assert!(cli(&["-dns", "localhost"]).is_err());
+    }
+
+    #[test]
+    fn cache_size_is_bounded_with_a_clear_error() {
+        assert_eq!(
+            cli(&["-cache-size", "1000000"]).expect("parses").cache_size,
+            1_000_000
+        );
+        let e = cli(&["-cache-size", "99999999999"]).expect_err("refused");
+        assert!(
+            e.to_string()
+                .starts_with("-cache-size 99999999999 is over the limit"),
+            "{e}"
+        );
     }
 
     #[test]

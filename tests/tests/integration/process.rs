@@ -1,7 +1,10 @@
 //! The binary as a process: flags, start-up errors, restarts with `-data`.
 
 use hickory_proto::rr::RecordType;
-use skydns_tests::{SkyDns, a_records, service};
+use skydns_tests::{
+    ClientError, SkyDns, a_records, service,
+    stub::{ANSWER, Behavior, Stub},
+};
 
 #[tokio::test]
 async fn restart_with_data_keeps_registrations_even_after_kill_9() {
@@ -60,8 +63,8 @@ async fn services_that_expired_while_down_stay_gone() {
 }
 
 #[tokio::test]
-async fn skydns_v1_readme_flags_and_env_work() {
-    // Single-dash flags exactly as in the SkyDNS v1 README, plus its env var for the domain.
+async fn skydns_v1_readme_flags_work() {
+    // Single-dash flags exactly as in the SkyDNS v1 README.
     let sky = SkyDns::start(&[
         "-domain",
         "example.test",
@@ -76,6 +79,80 @@ async fn skydns_v1_readme_flags_and_env_work() {
         .expect("add");
     let msg = sky.query("web.prod.example.test.", RecordType::A).await;
     assert_eq!(a_records(&msg), ["127.0.0.5"]);
+    let msg = sky.query("web.prod.skydns.local.", RecordType::A).await;
+    assert!(a_records(&msg).is_empty(), "-domain replaced skydns.local");
+}
+
+#[tokio::test]
+async fn skydns_env_vars_configure_it_and_flags_win_over_them() {
+    let up = Stub::start("127.0.0.1:0", Behavior::Answer).await;
+    let upstream = up.addr.to_string();
+    let sky = SkyDns::try_start_with_env(
+        "",
+        "",
+        &[],
+        &[
+            ("SKYDNS_DNS", "127.0.0.1:0"),
+            ("SKYDNS", "127.0.0.1:0"),
+            ("SKYDNS_DOMAIN", "env.test"),
+            ("SKYDNS_NAMESERVER", &upstream),
+            ("SKYDNS_SECRET", "s3cret"),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // SKYDNS_SECRET: the API wants the secret.
+    let svc = service("web", "prod", "", "127.0.0.6", 80, 60);
+    assert!(matches!(
+        sky.client.add_service("1", &svc).await,
+        Err(ClientError::Unauthorized(_))
+    ));
+    let client = sky.client.clone().with_secret("s3cret");
+    client
+        .add_service("1", &svc)
+        .await
+        .expect("add with the secret");
+    // SKYDNS_DOMAIN: served under env.test.
+    let msg = sky.query("web.prod.env.test.", RecordType::A).await;
+    assert_eq!(a_records(&msg), ["127.0.0.6"]);
+    // SKYDNS_NAMESERVER: outside names go to the stub.
+    let msg = sky.query("www.example.", RecordType::A).await;
+    assert_eq!(a_records(&msg), [ANSWER.to_string()]);
+    assert_eq!(up.udp_queries(), 1, "forwarded to SKYDNS_NAMESERVER");
+
+    // A flag wins over its variable.
+    let sky = SkyDns::try_start_with_env(
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["-domain", "flag.test"],
+        &[("SKYDNS_DOMAIN", "env.test")],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    sky.client.add_service("1", &svc).await.expect("add");
+    let msg = sky.query("web.prod.flag.test.", RecordType::A).await;
+    assert_eq!(a_records(&msg), ["127.0.0.6"]);
+}
+
+#[tokio::test]
+async fn a_cache_size_beyond_the_limit_fails_the_start_in_one_line() {
+    let err = SkyDns::try_start_on(
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["-cache-size", "99999999999"],
+    )
+    .await
+    .err()
+    .expect("refused");
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("skydns: -cache-size 99999999999 is over the limit of 1000000"),
+        "{err}"
+    );
+    // The largest allowed one starts, and answers.
+    let sky = SkyDns::start(&["-cache-size", "1000000"]).await;
+    let msg = sky.query("skydns.local.", RecordType::SOA).await;
+    assert_eq!(msg.answers.len(), 1);
 }
 
 #[tokio::test]
