@@ -46,6 +46,8 @@ pub struct Metrics {
     pub expired: Counter,
     /// Callback deliveries that failed.
     pub callback_failures: Counter,
+    /// Callback deliveries dropped because the delivery queue was full.
+    pub callbacks_dropped: Counter,
     /// API requests, by route, method and status.
     pub api_requests: Family<ApiLabels, Counter>,
     /// Forwarding: upstream attempts, cache, latency.
@@ -93,6 +95,12 @@ impl Metrics {
             "Callback deliveries that failed",
             callback_failures.clone(),
         );
+        let callbacks_dropped = Counter::default();
+        registry.register(
+            "callbacks_dropped",
+            "Callback deliveries dropped because the delivery queue was full",
+            callbacks_dropped.clone(),
+        );
         let api_requests = Family::<ApiLabels, Counter>::default();
         registry.register("api_requests", "HTTP API requests", api_requests.clone());
         let forward = ForwardMetrics::new();
@@ -128,6 +136,7 @@ impl Metrics {
             services,
             expired,
             callback_failures,
+            callbacks_dropped,
             api_requests,
             forward,
             dns_counters: DashMap::new(),

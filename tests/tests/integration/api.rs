@@ -846,6 +846,84 @@ async fn callback_matching_no_service_is_404() {
     assert_bad_field(&r, "Reply", "callback without Reply");
 }
 
+#[tokio::test]
+async fn callbacks_are_bounded_per_service_and_per_callback() {
+    let sky = SkyDns::start(&[]).await;
+    sky.client
+        .add_service(
+            "s1",
+            &service("rails", "production", "east", "127.0.0.10", 80, 60),
+        )
+        .await
+        .expect("add");
+    let cb = callback_for("rails", 9);
+    for i in 0..64 {
+        sky.client
+            .add_callback(&format!("cb{i}"), &cb)
+            .await
+            .unwrap_or_else(|e| panic!("callback {i} of 64: {e}"));
+    }
+    sky.client
+        .add_callback("cb0", &cb)
+        .await
+        .expect("the same callback again replaces it");
+    let r = req(
+        &sky,
+        "PUT",
+        "/skydns/callbacks/cb64",
+        Some(&serde_json::to_value(&cb).expect("json")),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("s1") && e.contains("64")),
+        "{}",
+        r.text()
+    );
+
+    // One callback may not attach to more than 4,096 services.
+    let mut set = tokio::task::JoinSet::new();
+    for worker in 0..8u32 {
+        let client = sky.client.clone();
+        set.spawn(async move {
+            for i in (worker..4097).step_by(8) {
+                let host = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+                client
+                    .add_service(
+                        &format!("m{i}"),
+                        &service("many", "production", "", &host, 80, 600),
+                    )
+                    .await
+                    .expect("add");
+            }
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.expect("task");
+    }
+    let broad = Callback {
+        name: "many".into(),
+        reply: "127.0.0.1".into(),
+        port: 9,
+        ..Callback::default()
+    };
+    let r = req(
+        &sky,
+        "PUT",
+        "/skydns/callbacks/broad",
+        Some(&serde_json::to_value(&broad).expect("json")),
+    )
+    .await;
+    assert_bad_field(&r, "Name", "a callback matching 4,097 services");
+    sky.client.delete_service("m0").await.expect("delete");
+    sky.client
+        .add_callback("broad", &broad)
+        .await
+        .expect("4,096 services are within the limit");
+}
+
 async fn timed<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     let start = Instant::now();
     let out = fut.await;

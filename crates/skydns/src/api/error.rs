@@ -51,9 +51,9 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         let (status, field) = match &e {
             RegistryError::NotFound(_) | RegistryError::NoMatch(_) => (StatusCode::NOT_FOUND, None),
-            RegistryError::Conflict { .. } | RegistryError::NotOwner { .. } => {
-                (StatusCode::CONFLICT, None)
-            }
+            RegistryError::Conflict { .. }
+            | RegistryError::NotOwner { .. }
+            | RegistryError::TooManyCallbacks { .. } => (StatusCode::CONFLICT, None),
             RegistryError::Invalid { field, .. } => {
                 (StatusCode::BAD_REQUEST, Some((*field).to_string()))
             }

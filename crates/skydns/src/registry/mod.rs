@@ -50,6 +50,16 @@ const LOAD_QUEUE: usize = 2;
 /// Deadline of a registration that never expires.
 pub const NEVER: u64 = u64::MAX;
 
+/// Most callbacks one service holds (distinct callback uuids); a callback
+/// that would give a service more is refused (409) and changes nothing.
+pub const MAX_CALLBACKS_PER_SERVICE: usize = 64;
+/// Most services one callback may attach to; a broader one is refused (400)
+/// and should name more fields.
+pub const MAX_CALLBACK_MATCHES: usize = 4096;
+/// Deliveries waiting to be sent; beyond it a delivery is dropped, logged
+/// and counted (`skydns_callbacks_dropped_total`), never blocking a removal.
+pub const DELIVERY_QUEUE: usize = 10_000;
+
 /// What a registry operation can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -78,6 +88,17 @@ pub enum RegistryError {
         owner: Option<String>,
         /// The owner the request named.
         asked: String,
+    },
+    /// A callback would give a service more than
+    /// [`MAX_CALLBACKS_PER_SERVICE`]; nothing was changed.
+    #[error(
+        "service {uuid:?} holds {MAX_CALLBACKS_PER_SERVICE} callbacks already (the limit): callback {callback:?} was not added anywhere"
+    )]
+    TooManyCallbacks {
+        /// The service at the limit.
+        uuid: String,
+        /// The callback refused.
+        callback: String,
     },
     /// A field is invalid; nothing was changed.
     #[error("{message}")]
@@ -304,14 +325,17 @@ struct Inner {
     /// Shares the values that repeat across services (names, versions...).
     interner: Interner,
     store: Arc<dyn Store>,
-    /// Writers that touch one uuid (register, remove) hold it shared plus
-    /// that uuid's stripe; writers that touch many (callbacks, expiry, the
-    /// heartbeat flush) hold it exclusively. Tokio locks: they are held
-    /// across the store's `.await`. Concurrent single-uuid writes thus reach
-    /// the store together and are group-committed.
-    writes: tokio::sync::RwLock<()>,
     /// Serialise "check, persist, apply" per uuid, so two PUTs of one uuid
-    /// cannot both win.
+    /// cannot both win and a purge or a callback never writes over a
+    /// registration that changed meanwhile. Writers that touch one uuid
+    /// (register, remove) hold its stripe; writers that touch several
+    /// (expiry, callbacks) hold theirs, taken in ascending order
+    /// ([`Registry::lock_stripes`]), so no two writers wait on each other in
+    /// a cycle. Tokio locks: they are held across the store's `.await`, and
+    /// only writes to the same stripes wait for that fsync: there is no
+    /// registry-wide write lock. Concurrent writes thus reach the store
+    /// together and are group-committed. The heartbeat flush takes none (a
+    /// store `Touch` only updates a record that is there).
     stripes: Box<[tokio::sync::Mutex<()>]>,
     /// Used only if a stripe index were ever out of range.
     stripe_fallback: tokio::sync::Mutex<()>,
@@ -326,8 +350,10 @@ struct Inner {
     /// uuid → callbacks to notify on its removal; only services that have
     /// some are here. A std mutex: held only for a look-up or an update.
     callbacks: Mutex<HashMap<Arc<str>, Vec<Callback>>>,
-    deliveries: mpsc::UnboundedSender<Delivery>,
-    deliveries_rx: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
+    /// Bounded ([`DELIVERY_QUEUE`]): a dead or slow listener costs dropped
+    /// deliveries, never memory without bound.
+    deliveries: mpsc::Sender<Delivery>,
+    deliveries_rx: Mutex<Option<mpsc::Receiver<Delivery>>>,
     /// Registry changes for watchers; sending with no watcher costs nothing.
     /// Made by the first [`Registry::subscribe`]: its 1,024 slots (a quarter
     /// of a MiB) are not paid for by a server nobody watches.
@@ -358,14 +384,13 @@ impl Registry {
         options: RegistryOptions,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, LoadReport), RegistryError> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
         let registry = Self {
             inner: Arc::new(Inner {
                 entries: DashMap::default(),
                 index: Index::default(),
                 interner: Interner::default(),
                 store,
-                writes: tokio::sync::RwLock::new(()),
                 stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
                 stripe_fallback: tokio::sync::Mutex::new(()),
                 hasher: std::hash::RandomState::new(),
@@ -475,7 +500,6 @@ impl Registry {
         } else {
             now_ms().saturating_add(u64::from(service.ttl) * 1000)
         };
-        let _shared = self.inner.writes.read().await;
         let _guard = self.stripe(uuid).lock().await;
         if let Some(held) = self.get_entry(uuid) {
             return Err(RegistryError::Conflict {
@@ -543,7 +567,6 @@ impl Registry {
     /// [`RegistryError::NotOwner`] when `owner` is not the service's,
     /// [`RegistryError::Store`] if the removal could not be persisted.
     pub async fn remove(&self, uuid: &str, owner: Option<&str>) -> Result<Service, RegistryError> {
-        let _shared = self.inner.writes.read().await;
         let _guard = self.stripe(uuid).lock().await;
         let entry = self
             .get_entry(uuid)
@@ -559,12 +582,16 @@ impl Registry {
     }
 
     /// Attaches `callback` to every live service matching its Name, Version,
-    /// Environment and Region (empty fields match anything). Returns how many
-    /// services it was attached to.
+    /// Environment, Region and Host (empty fields match anything). Returns
+    /// how many services it was attached to. Attaching it again (same
+    /// callback uuid) replaces it.
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`] when no service matches,
-    /// [`RegistryError::Invalid`] for a missing Reply or Port.
+    /// [`RegistryError::NoMatch`] when no service matches,
+    /// [`RegistryError::Invalid`] for a missing Reply or Port or a callback
+    /// matching more than [`MAX_CALLBACK_MATCHES`] services,
+    /// [`RegistryError::TooManyCallbacks`] when a matched service holds
+    /// [`MAX_CALLBACKS_PER_SERVICE`] already; nothing is changed then.
     pub async fn add_callback(
         &self,
         uuid: &str,
@@ -572,7 +599,6 @@ impl Registry {
     ) -> Result<usize, RegistryError> {
         validate::callback(uuid, &callback.reply, callback.port)?;
         callback.uuid = uuid.to_string();
-        let _guard = self.inner.writes.write().await;
         let want = |field: &str| (!field.is_empty()).then(|| name::to_label(field));
         let (name, version, env, region) = (
             want(&callback.name),
@@ -582,32 +608,59 @@ impl Registry {
         );
         let host = (!callback.host.is_empty()).then(|| callback.host.clone());
         let pattern = Pattern(vec![env, name, version, region]);
-        let matched: Vec<Arc<Entry>> = self
-            .lookup(&pattern)
-            .into_iter()
-            .filter(|e| {
-                host.as_deref()
-                    .is_none_or(|h| e.service.host.eq_ignore_ascii_case(h))
-            })
-            .collect();
-        if matched.is_empty() {
+        let matching = |e: &Arc<Entry>| {
+            host.as_deref()
+                .is_none_or(|h| e.service.host.eq_ignore_ascii_case(h))
+        };
+        let candidates: Vec<Arc<Entry>> =
+            self.lookup(&pattern).into_iter().filter(matching).collect();
+        if candidates.is_empty() {
             return Err(RegistryError::NoMatch(format!(
                 "no service matches callback {uuid} ({})",
                 pattern.suffix(pattern.depth())
             )));
         }
-        let updated: Vec<(Arc<Entry>, Vec<Callback>)> = matched
+        if candidates.len() > MAX_CALLBACK_MATCHES {
+            return Err(RegistryError::Invalid {
+                field: "Name",
+                message: format!(
+                    "callback {uuid} matches {} services, more than the limit of {MAX_CALLBACK_MATCHES}: name more of Name, Version, Environment, Region, Host",
+                    candidates.len()
+                ),
+            });
+        }
+        let _guards = self
+            .lock_stripes(candidates.iter().map(|e| &*e.service.uuid))
+            .await;
+        // Under the stripes: keep the services still registered as found.
+        let matched: Vec<Arc<Entry>> = candidates
             .into_iter()
-            .map(|e| {
-                let mut callbacks: Vec<Callback> = self
-                    .callbacks_of(&e)
-                    .into_iter()
-                    .filter(|c| c.uuid != uuid)
-                    .collect();
-                callbacks.push(callback.clone());
-                (e, callbacks)
+            .filter(|e| {
+                self.get_entry(&e.service.uuid)
+                    .is_some_and(|now| Arc::ptr_eq(&now, e))
             })
             .collect();
+        if matched.is_empty() {
+            return Err(RegistryError::NoMatch(format!(
+                "no service matches callback {uuid} any more"
+            )));
+        }
+        let mut updated: Vec<(Arc<Entry>, Vec<Callback>)> = Vec::with_capacity(matched.len());
+        for e in matched {
+            let mut callbacks: Vec<Callback> = self
+                .callbacks_of(&e)
+                .into_iter()
+                .filter(|c| c.uuid != uuid)
+                .collect();
+            if callbacks.len() >= MAX_CALLBACKS_PER_SERVICE {
+                return Err(RegistryError::TooManyCallbacks {
+                    uuid: e.service.uuid.to_string(),
+                    callback: uuid.to_string(),
+                });
+            }
+            callbacks.push(callback.clone());
+            updated.push((e, callbacks));
+        }
         let records = updated
             .iter()
             .map(|(e, callbacks)| StoredService {
@@ -718,14 +771,38 @@ impl Registry {
         self.inner.serial.load(Ordering::Relaxed)
     }
 
-    fn stripe(&self, uuid: &str) -> &tokio::sync::Mutex<()> {
+    fn stripe_index(&self, uuid: &str) -> usize {
         use std::hash::BuildHasher;
         let hash = self.inner.hasher.hash_one(uuid);
-        let i = usize::try_from(hash % STRIPES as u64).unwrap_or(0);
+        usize::try_from(hash % STRIPES as u64).unwrap_or(0)
+    }
+
+    fn stripe(&self, uuid: &str) -> &tokio::sync::Mutex<()> {
         self.inner
             .stripes
-            .get(i)
+            .get(self.stripe_index(uuid))
             .unwrap_or(&self.inner.stripe_fallback)
+    }
+
+    /// Locks the stripes of every uuid, each once, in ascending order (the
+    /// one order every multi-uuid writer uses, so none waits in a cycle).
+    pub(crate) async fn lock_stripes<'a>(
+        &self,
+        uuids: impl Iterator<Item = &'a str>,
+    ) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut indexes: Vec<usize> = uuids.map(|u| self.stripe_index(u)).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut guards = Vec::with_capacity(indexes.len());
+        for i in indexes {
+            let stripe = self
+                .inner
+                .stripes
+                .get(i)
+                .unwrap_or(&self.inner.stripe_fallback);
+            guards.push(stripe.lock().await);
+        }
+        guards
     }
 
     fn get_entry(&self, uuid: &str) -> Option<Arc<Entry>> {
@@ -793,8 +870,15 @@ impl Registry {
                 callback: cb.clone(),
                 service: view.clone(),
             };
-            if self.inner.deliveries.send(delivery).is_err() {
-                tracing::warn!(callback = %cb.uuid, "callback dispatcher stopped; callback dropped");
+            match self.inner.deliveries.try_send(delivery) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.inner.metrics.callbacks_dropped.inc();
+                    tracing::warn!(callback = %cb.uuid, service = %view.uuid, "callback queue full ({DELIVERY_QUEUE} waiting); callback dropped");
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::warn!(callback = %cb.uuid, "callback dispatcher stopped; callback dropped");
+                }
             }
         }
     }
@@ -911,6 +995,215 @@ mod tests {
         assert_eq!(registry.len(), 0, "purged after the beats stop");
         token.cancel();
         reaper.await.expect("reaper");
+    }
+
+    /// A store whose commits of one kind wait until the test opens the gate:
+    /// a slow fsync, held as long as the test likes.
+    struct GatedStore {
+        /// Which commits wait.
+        holds: fn(&[Op]) -> bool,
+        /// Told when a held commit arrives.
+        arrived: tokio::sync::Notify,
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl GatedStore {
+        fn new(holds: fn(&[Op]) -> bool) -> Arc<Self> {
+            Arc::new(Self {
+                holds,
+                arrived: tokio::sync::Notify::new(),
+                gate: tokio::sync::Semaphore::new(0),
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Store for GatedStore {
+        async fn load(
+            &self,
+            _batches: mpsc::Sender<Vec<StoredService>>,
+        ) -> Result<crate::store::Loaded, StoreError> {
+            Ok(crate::store::Loaded::default())
+        }
+        async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+            if (self.holds)(&ops) {
+                self.arrived.notify_one();
+                let _permit = self.gate.acquire().await;
+            }
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "gated".into()
+        }
+    }
+
+    async fn registry_on(store: Arc<GatedStore>) -> Registry {
+        let options = RegistryOptions {
+            domain: "skydns.local".into(),
+            no_expire_ttl: 3600,
+        };
+        Registry::open(store, options, Arc::new(Metrics::default()))
+            .await
+            .expect("open")
+            .0
+    }
+
+    /// A register of another uuid completes while `blocked` is stuck in its
+    /// store commit.
+    async fn registers_meanwhile(registry: &Registry, what: &str) {
+        let mut other = svc();
+        other.ttl = 60;
+        other.host = "127.0.0.99".into();
+        let done =
+            tokio::time::timeout(Duration::from_secs(2), registry.register("other", other)).await;
+        assert!(
+            matches!(done, Ok(Ok(()))),
+            "a PUT of another uuid waited for the {what}'s fsync: {done:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_go_on_while_the_heartbeat_flush_waits_for_its_fsync() {
+        let store = GatedStore::new(|ops| ops.iter().any(|op| matches!(op, Op::Touch(..))));
+        let registry = registry_on(Arc::clone(&store)).await;
+        let mut s = svc();
+        s.ttl = 60;
+        registry.register("u1", s).await.expect("register");
+        registry.heartbeat("u1", 60, None).expect("heartbeat");
+        let flush = tokio::spawn({
+            let r = registry.clone();
+            async move { tasks::flush_heartbeats(&r).await }
+        });
+        store.arrived.notified().await;
+        registers_meanwhile(&registry, "heartbeat flush").await;
+        store.gate.add_permits(1);
+        flush.await.expect("flush");
+    }
+
+    #[tokio::test]
+    async fn writes_go_on_while_the_purge_waits_for_its_fsync() {
+        let store = GatedStore::new(|ops| ops.iter().any(|op| matches!(op, Op::Remove(_))));
+        let registry = registry_on(Arc::clone(&store)).await;
+        registry.register("u1", svc()).await.expect("register"); // TTL 1 s
+        let token = tokio_util::sync::CancellationToken::new();
+        let reaper = tokio::spawn(tasks::run_expiry(registry.clone(), token.clone()));
+        store.arrived.notified().await;
+        registers_meanwhile(&registry, "purge").await;
+        store.gate.add_permits(1);
+        assert!(
+            eventually_len(&registry, 1).await,
+            "u1 purged once its fsync is done"
+        );
+        token.cancel();
+        reaper.await.expect("reaper");
+    }
+
+    #[tokio::test]
+    async fn writes_go_on_while_a_callback_waits_for_its_fsync() {
+        let store = GatedStore::new(|ops| {
+            ops.iter()
+                .any(|op| matches!(op, Op::Put(r) if !r.callbacks.is_empty()))
+        });
+        let registry = registry_on(Arc::clone(&store)).await;
+        let mut s = svc();
+        s.ttl = 60;
+        registry.register("u1", s).await.expect("register");
+        let cb = Callback {
+            name: "web".into(),
+            reply: "127.0.0.1".into(),
+            port: 9,
+            ..Callback::default()
+        };
+        let adding = tokio::spawn({
+            let r = registry.clone();
+            async move { r.add_callback("cb1", cb).await }
+        });
+        store.arrived.notified().await;
+        registers_meanwhile(&registry, "callback").await;
+        store.gate.add_permits(1);
+        assert_eq!(adding.await.expect("task").expect("attached"), 1);
+    }
+
+    async fn eventually_len(registry: &Registry, n: usize) -> bool {
+        for _ in 0..100 {
+            if registry.len() == n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn deliveries_beyond_the_queue_are_dropped_and_counted() {
+        let registry = registry().await;
+        let n = DELIVERY_QUEUE + 5;
+        for i in 0..n {
+            let mut s = svc();
+            s.ttl = 60;
+            s.name = format!("s{i}");
+            registry
+                .register(&format!("u{i}"), s.clone())
+                .await
+                .expect("register");
+            let cb = Callback {
+                name: s.name.clone(),
+                reply: "127.0.0.1".into(),
+                port: 9,
+                ..Callback::default()
+            };
+            registry.add_callback("cb", cb).await.expect("callback");
+        }
+        // Nobody delivers (no dispatcher): removals queue their callbacks.
+        for i in 0..n {
+            registry
+                .remove(&format!("u{i}"), None)
+                .await
+                .expect("remove");
+        }
+        assert_eq!(registry.inner.metrics.callbacks_dropped.get(), 5);
+        assert_eq!(
+            registry.inner.deliveries.capacity(),
+            0,
+            "the queue is full, not grown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_service_holds_a_bounded_number_of_callbacks() {
+        let registry = registry().await;
+        let mut s = svc();
+        s.ttl = 60;
+        registry.register("u1", s).await.expect("register");
+        let cb = |port: u16| Callback {
+            name: "web".into(),
+            reply: "127.0.0.1".into(),
+            port,
+            ..Callback::default()
+        };
+        for i in 0..MAX_CALLBACKS_PER_SERVICE {
+            registry
+                .add_callback(&format!("cb{i}"), cb(9))
+                .await
+                .expect("within the limit");
+        }
+        // The same callback uuid again replaces, and is not counted twice.
+        registry
+            .add_callback("cb0", cb(10))
+            .await
+            .expect("replaces");
+        let err = registry
+            .add_callback("one-more", cb(9))
+            .await
+            .expect_err("over the limit");
+        assert!(
+            matches!(err, RegistryError::TooManyCallbacks { .. }),
+            "{err}"
+        );
+        let entry = registry.get("u1").expect("u1");
+        let held = registry.callbacks_of(&entry);
+        assert_eq!(held.len(), MAX_CALLBACKS_PER_SERVICE);
+        assert!(held.iter().any(|c| c.uuid == "cb0" && c.port == 10));
     }
 
     #[tokio::test]

@@ -56,8 +56,9 @@ async fn purge_expired(registry: &Registry) {
     if due.is_empty() {
         return;
     }
-    // Exclusive: no register or remove runs between this check and the purge.
-    let _guard = inner.writes.write().await;
+    // Their stripes: no register or remove of these uuids runs between this
+    // check and the purge; writes to other uuids go on meanwhile.
+    let _guards = registry.lock_stripes(due.iter().map(|id| &**id)).await;
     let now = now_ms();
     let mut expired: Vec<Arc<super::Entry>> = Vec::new();
     for id in due {
@@ -113,18 +114,20 @@ pub(crate) async fn run_heartbeat_flush(registry: Registry, token: CancellationT
     }
 }
 
-async fn flush_heartbeats(registry: &Registry) {
+pub(crate) async fn flush_heartbeats(registry: &Registry) {
     let inner = &registry.inner;
     let batch = mem::take(&mut *lock(&inner.dirty));
     if batch.is_empty() {
         return;
     }
-    let deadlines: Vec<(String, u64)> = batch.iter().map(|(id, d)| (id.to_string(), *d)).collect();
-    // Serialise with writers so a flush never resurrects a record just removed.
-    let _guard = inner.writes.write().await;
-    let deadlines: Vec<(String, u64)> = deadlines
-        .into_iter()
-        .filter(|(id, _)| inner.entries.contains_key(id.as_str()))
+    // No lock: a `Touch` only updates a record the store holds, so a flush
+    // never resurrects one removed meanwhile; writes go on during the fsync.
+    // (A uuid removed and registered again within the second may get the
+    // earlier incarnation's heartbeat deadline on disk until its next beat.)
+    let deadlines: Vec<(String, u64)> = batch
+        .iter()
+        .filter(|(id, _)| inner.entries.contains_key(&***id))
+        .map(|(id, d)| (id.to_string(), *d))
         .collect();
     if let Err(e) = inner.store.touch(deadlines).await {
         tracing::warn!(error = %e, "cannot persist heartbeats; will retry");
