@@ -76,7 +76,8 @@ pub struct Cli {
     /// Read timeout (Go duration: `2s`, `500ms`): idle TCP DNS connections are closed after it.
     #[arg(long, default_value = "2s")]
     pub rtimeout: String,
-    /// Write timeout (Go duration).
+    /// Write timeout (Go duration): a TCP DNS client that does not take an
+    /// answer within it is disconnected.
     #[arg(long, default_value = "2s")]
     pub wtimeout: String,
     /// TCP DNS connections open at once; a new one beyond closes the oldest.
@@ -194,7 +195,7 @@ pub struct Config {
     pub allow_recursion: Vec<IpNet>,
     /// Idle timeout of TCP DNS connections.
     pub read_timeout: Duration,
-    /// Write timeout.
+    /// Time a TCP DNS client has to take an answer.
     pub write_timeout: Duration,
     /// TCP DNS connections open at once.
     pub max_tcp_connections: usize,

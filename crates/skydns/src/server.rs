@@ -174,6 +174,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let limits = TcpLimits {
         max_connections: config.max_tcp_connections,
         idle: config.read_timeout,
+        write: config.write_timeout,
     };
     let t = token.child_token();
     tasks.spawn(async move {

@@ -469,3 +469,68 @@ async fn a_tcp_client_evicted_mid_forward_leaves_its_name_answerable() {
     );
     drop(first);
 }
+
+#[tokio::test]
+async fn a_tcp_client_that_never_reads_is_disconnected_after_wtimeout() {
+    use tokio::io::AsyncReadExt;
+    // -rtimeout far above the test's length: only -wtimeout can close it.
+    let sky = SkyDns::start(&["-no-forward", "-rtimeout", "60s", "-wtimeout", "300ms"]).await;
+    for i in 0..200u32 {
+        let host = format!("10.7.{}.{}", i / 250, i % 250 + 1);
+        sky.client
+            .add_service(
+                &format!("w{i}"),
+                &service("wide", "prod", "", &host, 80, 600),
+            )
+            .await
+            .expect("add");
+    }
+    let name = "wide.prod.skydns.local.";
+    let one = tcp_query(sky.dns, &query_message(name, RecordType::A, None))
+        .await
+        .expect("one answer");
+    assert_eq!(one.answers.len(), 200);
+    let answer_len = one.to_vec().expect("encode").len() + 2;
+
+    // Thousands of questions whose answers (about 13 MB) the client never
+    // reads, on a socket with a small receive buffer: skydns's writes block.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut stream = socket.connect(sky.dns).await.expect("connect");
+    let bytes = query_message(name, RecordType::A, None)
+        .to_vec()
+        .expect("encode");
+    let len = u16::try_from(bytes.len()).expect("short").to_be_bytes();
+    let questions = 4000;
+    let mut all = Vec::new();
+    for _ in 0..questions {
+        all.extend_from_slice(&len);
+        all.extend_from_slice(&bytes);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&all)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Now read: what was sent before skydns gave up, then the end.
+    let (mut got, mut buf) = (0usize, vec![0u8; 64 * 1024]);
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => got += n,
+        }
+    };
+    assert!(
+        closed,
+        "skydns kept a client that takes no answer (read {got} bytes, then silence)"
+    );
+    assert!(
+        got < questions * answer_len,
+        "it gave up before answering everything: {got} of {} bytes",
+        questions * answer_len
+    );
+    // And it answers others as before.
+    let msg = tcp_query(sky.dns, &query_message(name, RecordType::A, None))
+        .await
+        .expect("answered");
+    assert_eq!(msg.answers.len(), 200);
+}

@@ -2,7 +2,8 @@
 //! after the other per connection through [`DnsHandler::respond`]. At most
 //! `max_connections` are open at once: a new client beyond that closes the
 //! oldest connection, so a crowd of idle connections cannot lock new clients
-//! out; and a connection that sends nothing for `idle` is closed.
+//! out; a connection that sends nothing for `idle` (`-rtimeout`) is closed,
+//! and so is one that does not take an answer within `write` (`-wtimeout`).
 
 use std::{
     collections::VecDeque,
@@ -77,8 +78,12 @@ impl Open {
 pub struct TcpLimits {
     /// Connections open at once; a new one beyond closes the oldest.
     pub max_connections: usize,
-    /// A connection idle (no complete message) this long is closed.
+    /// A connection idle (no complete message) this long is closed (`-rtimeout`).
     pub idle: Duration,
+    /// An answer not taken by the client within this is dropped with its
+    /// connection (`-wtimeout`): a client that asks and never reads cannot
+    /// hold a task and its buffers.
+    pub write: Duration,
 }
 
 /// Accepts and serves connections until `token` is cancelled.
@@ -110,7 +115,7 @@ pub async fn serve(
         connections.spawn(async move {
             tokio::select! {
                 () = conn.token.cancelled() => {}
-                () = connection(stream, src, &handler, limits.idle) => {}
+                () = connection(stream, src, &handler, limits) => {}
             }
             conn.close(&live);
         });
@@ -118,10 +123,15 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-async fn connection(mut stream: TcpStream, src: SocketAddr, handler: &DnsHandler, idle: Duration) {
+async fn connection(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    handler: &DnsHandler,
+    limits: TcpLimits,
+) {
     let _ = stream.set_nodelay(true);
     loop {
-        let message = match tokio::time::timeout(idle, read_message(&mut stream)).await {
+        let message = match tokio::time::timeout(limits.idle, read_message(&mut stream)).await {
             Ok(Ok(Some(message))) => message,
             Ok(Ok(None)) | Err(_) => return,
             Ok(Err(e)) => {
@@ -138,9 +148,16 @@ async fn connection(mut stream: TcpStream, src: SocketAddr, handler: &DnsHandler
         let mut out = Vec::with_capacity(response.len() + 2);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&response);
-        let write = tokio::time::timeout(idle, stream.write_all(&out)).await;
-        if !matches!(write, Ok(Ok(()))) {
-            return;
+        match tokio::time::timeout(limits.write, stream.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, %src, "tcp write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%src, "tcp client did not take its answer within -wtimeout; closed");
+                return;
+            }
         }
     }
 }
