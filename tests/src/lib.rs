@@ -124,66 +124,27 @@ impl SkyDns {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Self, String> {
-        let mut cmd = Command::new(binary("skydns"));
-        for var in [
-            "SKYDNS",
-            "SKYDNS_DNS",
-            "SKYDNS_DOMAIN",
-            "SKYDNS_NAMESERVER",
-            "SKYDNS_DATA",
-            "SKYDNS_SECRET",
-            "SKYDNS_ALLOW_RECURSION",
-        ] {
-            cmd.env_remove(var);
+        let mut spawned = Spawned::new(dns, http, args, env)?;
+        match spawned.next().await {
+            Some(Started::Api(_)) => spawned.listening().await,
+            Some(Started::Listening(dns, http)) => spawned.into_skydns(dns, http),
+            None => Err(spawned.failed().await),
         }
-        cmd.env("SKYDNS_LOG", "info");
-        if !env.iter().any(|(k, _)| *k == "SKYDNS_DNS") {
-            cmd.args(["-dns", dns]);
-        }
-        if !env.iter().any(|(k, _)| *k == "SKYDNS") {
-            cmd.args(["-http", http]);
-        }
-        cmd.args(args)
-            .args(loopback_upstream_unless_given(args, env))
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start skydns: {e}"))?;
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(SocketAddr, SocketAddr)>();
-        let sink = Arc::clone(&log);
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addrs) = parse_listening(&line) {
-                    let _ = tx.send(addrs);
-                }
-                if let Ok(mut l) = sink.lock() {
-                    l.push_str(&line);
-                    l.push('\n');
-                }
+    }
+
+    /// Starts skydns and returns as soon as its API listens, while it may
+    /// still be loading its store (`GET /ready` is 503 then);
+    /// [`Loading::listening`] waits for the rest.
+    pub async fn start_loading(args: &[&str]) -> Loading {
+        let mut spawned =
+            Spawned::new("127.0.0.1:0", "127.0.0.1:0", args, &[]).unwrap_or_else(|e| panic!("{e}"));
+        match spawned.next().await {
+            Some(Started::Api(http)) => Loading { spawned, http },
+            Some(Started::Listening(..)) => {
+                panic!("skydns said it was listening before its API did")
             }
-        });
-        let addrs = tokio::time::timeout(START_TIMEOUT, rx.recv()).await;
-        let Ok(Some((dns, http))) = addrs else {
-            let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
-            let out = log.lock().map(|l| l.clone()).unwrap_or_default();
-            let _ = child.start_kill();
-            return Err(format!("skydns did not start:\n{out}"));
-        };
-        let client = Client::new(&format!("http://{http}")).map_err(|e| e.to_string())?;
-        Ok(Self {
-            child,
-            dns,
-            http,
-            client,
-            log,
-        })
+            None => panic!("{}", spawned.failed().await),
+        }
     }
 
     /// The API's base URL.
@@ -231,6 +192,143 @@ impl SkyDns {
             .await
             .unwrap_or_else(|e| panic!("tcp query {name} {rtype}: {e}"))
     }
+}
+
+/// What a starting skydns said.
+enum Started {
+    /// `API listening http=…`: the API answers, the store may still load.
+    Api(SocketAddr),
+    /// `listening dns=… http=…`: everything serves.
+    Listening(SocketAddr, SocketAddr),
+}
+
+/// A skydns process whose start-up lines are being read.
+struct Spawned {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    started: tokio::sync::mpsc::UnboundedReceiver<Started>,
+}
+
+impl Spawned {
+    fn new(dns: &str, http: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
+        let mut cmd = Command::new(binary("skydns"));
+        for var in [
+            "SKYDNS",
+            "SKYDNS_DNS",
+            "SKYDNS_DOMAIN",
+            "SKYDNS_NAMESERVER",
+            "SKYDNS_DATA",
+            "SKYDNS_SECRET",
+            "SKYDNS_ALLOW_RECURSION",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("SKYDNS_LOG", "info");
+        if !env.iter().any(|(k, _)| *k == "SKYDNS_DNS") {
+            cmd.args(["-dns", dns]);
+        }
+        if !env.iter().any(|(k, _)| *k == "SKYDNS") {
+            cmd.args(["-http", http]);
+        }
+        cmd.args(args)
+            .args(loopback_upstream_unless_given(args, env))
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start skydns: {e}"))?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (tx, started) = tokio::sync::mpsc::unbounded_channel();
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some((dns, http)) = parse_listening(&line) {
+                    let _ = tx.send(Started::Listening(dns, http));
+                } else if let Some(http) = parse_api_listening(&line) {
+                    let _ = tx.send(Started::Api(http));
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            log,
+            started,
+        })
+    }
+
+    async fn next(&mut self) -> Option<Started> {
+        tokio::time::timeout(START_TIMEOUT, self.started.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits for `listening dns=… http=…`.
+    async fn listening(mut self) -> Result<SkyDns, String> {
+        loop {
+            match self.next().await {
+                Some(Started::Listening(dns, http)) => return self.into_skydns(dns, http),
+                Some(Started::Api(_)) => continue,
+                None => return Err(self.failed().await),
+            }
+        }
+    }
+
+    /// The daemon's output, once it exited (or after 2 s), for the failure.
+    async fn failed(mut self) -> String {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        let out = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+        let _ = self.child.start_kill();
+        format!("skydns did not start:\n{out}")
+    }
+
+    fn into_skydns(self, dns: SocketAddr, http: SocketAddr) -> Result<SkyDns, String> {
+        let client = Client::new(&format!("http://{http}")).map_err(|e| e.to_string())?;
+        Ok(SkyDns {
+            child: self.child,
+            dns,
+            http,
+            client,
+            log: self.log,
+        })
+    }
+}
+
+/// A skydns whose API listens while it may still be loading its store
+/// ([`SkyDns::start_loading`]).
+pub struct Loading {
+    spawned: Spawned,
+    /// The API's address (answering already).
+    pub http: SocketAddr,
+}
+
+impl Loading {
+    /// Waits until it listens for DNS too (it is ready then).
+    pub async fn listening(self) -> SkyDns {
+        self.spawned
+            .listening()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// Parses the `API listening http=...` line (the API answers, the store may
+/// still be loading).
+fn parse_api_listening(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("API listening http=")? + "API listening http=".len()..];
+    rest.split(|c: char| c == ';' || c.is_whitespace())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Sends `sig` (`"KILL"`, `"TERM"`, `"STOP"`, `"CONT"`) to `pid` with `kill(1)`;
@@ -589,6 +687,12 @@ mod tests {
         let line =
             "2026 INFO skydns::server: listening dns=127.0.0.1:5353 http=127.0.0.1:8080 dns=...";
         let (d, h) = super::parse_listening(line).expect("parses");
+        let early = "2026 INFO skydns::server: API listening http=127.0.0.1:8080; loading the store (not ready yet)";
+        assert_eq!(
+            super::parse_api_listening(early).map(|a| a.port()),
+            Some(8080)
+        );
+        assert!(super::parse_listening(early).is_none());
         assert_eq!(d.port(), 5353);
         assert_eq!(h.port(), 8080);
     }

@@ -14,6 +14,7 @@
 //! - [`dns`]: the DNS answer path ([`DnsHandler`], record builders, the zone apex).
 //! - [`api`]: HTTP handlers, body validation, error mapping.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`readiness`]: loading or ready, for `GET /ready`.
 //!
 //! # Embedding
 //! ```no_run
@@ -41,6 +42,7 @@ pub mod config;
 pub mod dns;
 mod error;
 pub mod metrics;
+pub mod readiness;
 pub mod registry;
 pub mod server;
 pub mod store;

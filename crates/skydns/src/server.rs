@@ -22,6 +22,7 @@ use crate::{
         tcp::TcpLimits,
     },
     metrics::Metrics,
+    readiness::Readiness,
     registry::{LoadReport, Registry, RegistryOptions, tasks},
     store::{MemoryStore, RedbStore, Store},
 };
@@ -118,6 +119,21 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         None => None,
     };
 
+    // The API answers from here on ("starting" until the registry exists),
+    // so orchestrators see a server loading its store, not a refused port.
+    let token = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let readiness = Readiness::new();
+    let starting = api::Starting::new();
+    tasks.spawn(api::serve_with_limits(
+        http,
+        starting.router(),
+        tls,
+        token.child_token(),
+        config.api_limits,
+    ));
+    tracing::info!(http = %http_addr, "API listening http={http_addr}; loading the store (not ready yet)");
+
     let store: Arc<dyn Store> = match &config.data_dir {
         Some(dir) => Arc::new(RedbStore::open(dir)?),
         None => Arc::new(MemoryStore),
@@ -160,9 +176,6 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         forwarder.clone(),
     );
 
-    let token = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-
     let udp = udp.into_std()?;
     dns::udp::spawn(
         &mut tasks,
@@ -182,18 +195,12 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         Ok(())
     });
 
-    let app = api::router_with_limits(
+    starting.finish(api::router_with_limits(
         registry.clone(),
         Arc::clone(&metrics),
         config.secret.as_ref().map(|s| s.expose().to_owned()),
         &config.api_limits,
-    );
-    tasks.spawn(api::serve_with_limits(
-        http,
-        app,
-        tls,
-        token.child_token(),
-        config.api_limits,
+        readiness.clone(),
     ));
 
     if let Some(forwarder) = forwarder {
@@ -219,6 +226,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         Ok(())
     });
 
+    readiness.set_ready();
     tracing::info!(
         dns = %dns_addr,
         http = %http_addr,

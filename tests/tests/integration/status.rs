@@ -115,17 +115,19 @@ async fn status_page_is_behind_the_secret_and_browsers_can_log_in() {
 }
 
 #[tokio::test]
-async fn ready_and_openapi_are_served() {
+async fn openapi_json_is_served_and_is_docs_openapi_json() {
     let sky = SkyDns::start(&[]).await;
-    let ready = http(sky.http, "GET", "/ready", &[], None)
-        .await
-        .expect("get");
-    assert_eq!(ready.status, 200);
-    assert!(String::from_utf8_lossy(&ready.body).contains("ready"));
     let doc = http(sky.http, "GET", "/openapi.json", &[], None)
         .await
         .expect("get");
     assert_eq!(doc.status, 200);
+    assert!(
+        doc.headers
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{}",
+        doc.headers
+    );
     let on_disk =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
             .expect("docs/openapi.json");
@@ -133,6 +135,91 @@ async fn ready_and_openapi_are_served() {
         String::from_utf8_lossy(&doc.body).trim(),
         on_disk.trim(),
         "the served document is docs/openapi.json"
+    );
+}
+
+/// Fills a fresh `-data` directory with `n` live registrations, written
+/// through the store itself (much faster than the API).
+async fn store_with(dir: &std::path::Path, n: usize) {
+    use skydns::{
+        Store,
+        store::{RedbStore, StoredService},
+    };
+    let store = RedbStore::open(dir).expect("open the store");
+    let later = skydns::registry::now_ms() + 3_600_000;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let records = chunk
+            .iter()
+            .map(|i| {
+                let host = format!("10.{}.{}.{}", i / 62_500, (i / 250) % 250, i % 250 + 1);
+                let mut service = service(&format!("s{}", i % 1000), "prod", "", &host, 80, 3600);
+                service.uuid = format!("u{i}");
+                StoredService {
+                    service,
+                    expires_ms: later,
+                    callbacks: Vec::new(),
+                }
+            })
+            .collect();
+        store.put(records).await.expect("put");
+    }
+}
+
+#[tokio::test]
+async fn ready_is_503_while_the_store_loads_then_200_with_its_services() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 100_000;
+    store_with(dir.path(), n).await;
+    let data = dir.path().to_str().expect("utf8");
+    let loading = SkyDns::start_loading(&["-data", data]).await;
+
+    // The API answers at once: not ready, and writes are refused, while the
+    // registrations are being filed.
+    let first = http(loading.http, "GET", "/ready", &[], None)
+        .await
+        .expect("/ready answers while loading");
+    assert_eq!(first.status, 503, "{}", first.text());
+    assert_eq!(first.json()["status"], "starting", "{}", first.text());
+    let health = http(loading.http, "GET", "/health", &[], None)
+        .await
+        .expect("health");
+    assert_eq!(health.status, 200, "the process is alive meanwhile");
+    let put = http(
+        loading.http,
+        "PUT",
+        "/skydns/services/early",
+        &[],
+        Some(br#"{"Name":"web","Host":"10.200.0.1","Port":80,"TTL":60}"#),
+    )
+    .await
+    .expect("put");
+    if put.status == 503 {
+        assert!(
+            put.headers.to_ascii_lowercase().contains("retry-after"),
+            "{}",
+            put.headers
+        );
+    } else {
+        // The load finished in between: then the write is a normal one.
+        assert_eq!(put.status, 201, "{}", put.text());
+    }
+
+    // Then ready, with every stored registration.
+    let sky = loading.listening().await;
+    let ready = http(sky.http, "GET", "/ready", &[], None)
+        .await
+        .expect("get");
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(ready.json()["status"], "ready");
+    let expected = n + usize::from(put.status == 201);
+    assert_eq!(ready.json()["services"], expected, "{}", ready.text());
+    let msg = sky
+        .query_tcp("s7.prod.skydns.local.", hickory_proto::rr::RecordType::A)
+        .await;
+    assert_eq!(
+        msg.answers.len(),
+        n / 1000,
+        "DNS answers the restored names"
     );
 }
 

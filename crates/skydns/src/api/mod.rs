@@ -10,6 +10,7 @@ mod error;
 mod gate;
 mod handlers;
 pub mod limits;
+mod starting;
 mod status;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 pub use limits::ApiLimits;
+pub use starting::Starting;
 pub use status::OPENAPI;
 
 /// Every (method, path) the router serves; the OpenAPI document lists
@@ -47,7 +49,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
 ];
 
-use crate::{Error, metrics::Metrics, registry::Registry};
+use crate::{Error, metrics::Metrics, readiness::Readiness, registry::Registry};
 
 /// Largest accepted request body; larger ones get 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -58,6 +60,7 @@ pub(crate) struct AppState {
     registry: Registry,
     metrics: Arc<Metrics>,
     secret: Option<Arc<str>>,
+    readiness: Readiness,
 }
 
 /// TLS certificate and key files for the API.
@@ -73,22 +76,26 @@ pub struct TlsFiles {
 /// `secret`, every `/skydns/` route requires `Authorization: <secret>` (or
 /// `Bearer <secret>`).
 pub fn router(registry: Registry, metrics: Arc<Metrics>, secret: Option<String>) -> Router {
-    router_with_limits(registry, metrics, secret, &ApiLimits::default())
+    let readiness = Readiness::new();
+    readiness.set_ready();
+    router_with_limits(registry, metrics, secret, &ApiLimits::default(), readiness)
 }
 
 /// [`router`] with explicit limits: writes beyond `limits.write_rate` per
 /// client get 429, a write body not received within
-/// `limits.body_read_timeout` gets 408.
+/// `limits.body_read_timeout` gets 408. `/ready` reports `readiness`.
 pub fn router_with_limits(
     registry: Registry,
     metrics: Arc<Metrics>,
     secret: Option<String>,
     limits: &ApiLimits,
+    readiness: Readiness,
 ) -> Router {
     let state = AppState {
         registry,
         metrics,
         secret: secret.map(Arc::from),
+        readiness,
     };
     let gate = Arc::new(gate::Gate {
         state: state.clone(),
@@ -323,7 +330,9 @@ mod tests {
         let (registry, _) = Registry::open(Arc::new(MemoryStore), options, Arc::clone(&metrics))
             .await
             .expect("opens");
-        router_with_limits(registry, metrics, None, &limits)
+        let readiness = Readiness::new();
+        readiness.set_ready();
+        router_with_limits(registry, metrics, None, &limits, readiness)
     }
 
     const BODY: &str = r#"{"Name":"web","Version":"1","Environment":"prod","Region":"east","Host":"10.0.0.1","Port":80,"TTL":30}"#;

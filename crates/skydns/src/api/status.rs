@@ -58,8 +58,16 @@ pub(super) async fn expiries(State(state): State<AppState>) -> Json<Vec<Change>>
     Json(state.registry.recent_expiries())
 }
 
-/// `GET /ready`: DNS and API listen and the store is open (the server only
-/// routes requests once all three hold).
-pub(super) async fn ready(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ready", "services": state.registry.len() }))
+/// `GET /ready`: 200 once the store is loaded and DNS and the API serve,
+/// 503 with the reason before (see [`crate::readiness`]; while the store
+/// loads, [`super::Starting`] answers it).
+pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let now = state.readiness.state();
+    if now == crate::readiness::State::Ready {
+        let body = serde_json::json!({ "status": "ready", "services": state.registry.len() });
+        (axum::http::StatusCode::OK, Json(body))
+    } else {
+        let body = serde_json::json!({ "status": "starting", "reason": now.as_str() });
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body))
+    }
 }
