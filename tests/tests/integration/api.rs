@@ -96,7 +96,7 @@ async fn put_is_201_and_the_same_uuid_again_is_409_changing_nothing() {
 async fn concurrent_puts_of_one_uuid_let_exactly_one_win() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf8 path");
-    let sky = SkyDns::start(&["-data", data]).await;
+    let sky = SkyDns::spawn(&["-data", data]).await;
     let mut expected = std::collections::BTreeMap::new();
     for round in 0..5 {
         let uuid = format!("race-{round}");
@@ -128,7 +128,7 @@ async fn concurrent_puts_of_one_uuid_let_exactly_one_win() {
         expected.insert(uuid, got.host);
     }
     assert!(sky.stop().await, "SIGTERM exits cleanly");
-    let sky = SkyDns::start(&["-data", data]).await;
+    let sky = SkyDns::spawn(&["-data", data]).await;
     let stored: std::collections::BTreeMap<String, String> = sky
         .client
         .list_services(None)
