@@ -13,7 +13,7 @@
 //! - identical queries in flight are sent upstream once ([`Coalescer`]);
 //! - answers are cached ([`cache`]) with TTLs counted down.
 
-pub mod cache;
+pub(crate) mod cache;
 
 use std::{
     collections::HashMap,
@@ -126,7 +126,7 @@ type FlightKey = (CacheKey, bool);
 /// one of them leads a new attempt. Waiters never wait past the forwarding
 /// deadline either.
 #[derive(Debug, Default)]
-pub struct Coalescer {
+pub(crate) struct Coalescer {
     inflight: Mutex<HashMap<FlightKey, broadcast::Sender<Outcome>>>,
 }
 
@@ -158,13 +158,8 @@ impl Coalescer {
     }
 
     /// Questions in flight now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    /// True when no question is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
