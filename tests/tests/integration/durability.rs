@@ -19,7 +19,6 @@ use hickory_proto::rr::RecordType;
 use serde_json::json;
 use skydns_tests::{ClientError, HttpReply, SkyDns, a_records, http, service};
 use tokio::sync::Mutex;
-
 const STORE_FILE: &str = "skydns.redb";
 
 /// What a client knows about one uuid when skydns dies.
@@ -243,112 +242,6 @@ async fn a_count(sky: &SkyDns) -> usize {
     a_records(&sky.query("disk.fault.skydns.local.", RecordType::A).await).len()
 }
 
-#[tokio::test]
-async fn full_or_read_only_disk_answers_503_keeps_dns_and_recovers() {
-    let disk = SmallDisk::mount("2m");
-    let data = disk.path().join("data");
-    let data_arg = data.to_str().expect("utf8 path");
-    let sky = SkyDns::spawn(&["-data", data_arg]).await;
-    for i in 0..3 {
-        let r = put(&sky, &format!("before-{i}"), &format!("127.0.2.{}", i + 1)).await;
-        assert_eq!(r.status, 201, "{}", r.text());
-    }
-    assert_eq!(a_count(&sky).await, 3);
-
-    // Disk full: writes are refused with 503 until one needs a new page.
-    let filler = disk.fill();
-    let mut acked = 3;
-    let mut refused = None;
-    for i in 0..5000 {
-        let uuid = format!("full-{i}");
-        let r = put(
-            &sky,
-            &uuid,
-            &format!("127.0.{}.{}", 3 + i / 250, i % 250 + 1),
-        )
-        .await;
-        match r.status {
-            201 => acked += 1,
-            _ => {
-                assert_503(&r, "PUT on a full disk");
-                refused = Some(uuid);
-                break;
-            }
-        }
-    }
-    let refused = refused.expect("a full disk must make some write fail within 5000 PUTs");
-    eprintln!("disk full: {acked} writes acknowledged, then {refused} refused");
-    assert!(
-        matches!(
-            sky.client.get_service(&refused).await,
-            Err(ClientError::NotFound(_))
-        ),
-        "the refused service must not be in memory"
-    );
-    assert_eq!(
-        count(&sky).await,
-        acked,
-        "memory unchanged by the refused write"
-    );
-    assert_eq!(
-        a_count(&sky).await,
-        acked,
-        "DNS keeps answering from memory"
-    );
-
-    // Read-only: the store file turns immutable while the disk is still
-    // full, then space comes back; writes still fail, since the store has to
-    // reopen the file after the failure and may not.
-    let file = data.join(STORE_FILE);
-    chattr("+i", &file);
-    let r = http(sky.http, "DELETE", "/skydns/services/before-0", &[], None)
-        .await
-        .expect("DELETE");
-    assert_503(&r, "DELETE on a read-only store file");
-    assert!(
-        sky.client.get_service("before-0").await.is_ok(),
-        "a refused DELETE keeps the service"
-    );
-    std::fs::remove_file(&filler).expect("remove filler");
-    let r = put(&sky, "read-only", "127.0.9.1").await;
-    assert_503(&r, "PUT on a read-only store file");
-    assert_eq!(
-        count(&sky).await,
-        acked,
-        "memory unchanged by the refused writes"
-    );
-    assert_eq!(
-        a_count(&sky).await,
-        acked,
-        "DNS keeps answering from memory"
-    );
-
-    // The disk recovers: writes succeed again, and are durable.
-    chattr("-i", &file);
-    let r = put(&sky, "after", "127.0.9.2").await;
-    assert_eq!(
-        r.status,
-        201,
-        "writes succeed once the disk recovers: {}",
-        r.text()
-    );
-    acked += 1;
-    assert_eq!(a_count(&sky).await, acked);
-    assert!(sky.stop().await, "SIGTERM exits cleanly");
-    let sky = SkyDns::spawn(&["-data", data_arg]).await;
-    assert_eq!(
-        count(&sky).await,
-        acked,
-        "every acknowledged write survived"
-    );
-    assert!(sky.client.get_service("after").await.is_ok());
-    assert!(matches!(
-        sky.client.get_service(&refused).await,
-        Err(ClientError::NotFound(_))
-    ));
-    assert!(sky.stop().await, "SIGTERM exits cleanly");
-}
-
 async fn store_with_three(data: &str) {
     let sky = SkyDns::spawn(&["-data", data]).await;
     for i in 0..3 {
@@ -437,26 +330,139 @@ async fn a_truncated_store_file_never_serves_empty_silently() {
     assert!(sky.stop().await, "SIGTERM exits cleanly");
 }
 
-#[tokio::test]
-async fn a_store_file_that_cannot_be_opened_fails_the_start_in_one_line() {
-    let disk = SmallDisk::mount("1m");
-    let data = disk.path().join("data");
-    let data_arg = data.to_str().expect("utf8 path");
-    store_with_three(data_arg).await;
-    chattr("+i", &data.join(STORE_FILE));
-    let Err(err) = SkyDns::try_spawn_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data_arg]).await
-    else {
-        panic!("skydns must not start on a store it cannot write")
-    };
-    assert!(
-        err.contains(STORE_FILE) && err.contains("not permitted"),
-        "one clear line naming the file and the cause: {err}"
-    );
-    assert!(
-        aside_files(&data).is_empty(),
-        "a readable store is never moved aside"
-    );
-    chattr("-i", &data.join(STORE_FILE));
-    let sky = SkyDns::spawn(&["-data", data_arg]).await;
-    assert_eq!(count(&sky).await, 3);
+/// Tests that need root: they mount a tmpfs and set the immutable attribute
+/// (`cargo test -- --skip needs_root` runs the rest).
+mod needs_root {
+    use super::*;
+
+    #[tokio::test]
+    async fn full_or_read_only_disk_answers_503_keeps_dns_and_recovers() {
+        let disk = SmallDisk::mount("2m");
+        let data = disk.path().join("data");
+        let data_arg = data.to_str().expect("utf8 path");
+        let sky = SkyDns::spawn(&["-data", data_arg]).await;
+        for i in 0..3 {
+            let r = put(&sky, &format!("before-{i}"), &format!("127.0.2.{}", i + 1)).await;
+            assert_eq!(r.status, 201, "{}", r.text());
+        }
+        assert_eq!(a_count(&sky).await, 3);
+
+        // Disk full: writes are refused with 503 until one needs a new page.
+        let filler = disk.fill();
+        let mut acked = 3;
+        let mut refused = None;
+        for i in 0..5000 {
+            let uuid = format!("full-{i}");
+            let r = put(
+                &sky,
+                &uuid,
+                &format!("127.0.{}.{}", 3 + i / 250, i % 250 + 1),
+            )
+            .await;
+            match r.status {
+                201 => acked += 1,
+                _ => {
+                    assert_503(&r, "PUT on a full disk");
+                    refused = Some(uuid);
+                    break;
+                }
+            }
+        }
+        let refused = refused.expect("a full disk must make some write fail within 5000 PUTs");
+        eprintln!("disk full: {acked} writes acknowledged, then {refused} refused");
+        assert!(
+            matches!(
+                sky.client.get_service(&refused).await,
+                Err(ClientError::NotFound(_))
+            ),
+            "the refused service must not be in memory"
+        );
+        assert_eq!(
+            count(&sky).await,
+            acked,
+            "memory unchanged by the refused write"
+        );
+        assert_eq!(
+            a_count(&sky).await,
+            acked,
+            "DNS keeps answering from memory"
+        );
+
+        // Read-only: the store file turns immutable while the disk is still
+        // full, then space comes back; writes still fail, since the store has to
+        // reopen the file after the failure and may not.
+        let file = data.join(STORE_FILE);
+        chattr("+i", &file);
+        let r = http(sky.http, "DELETE", "/skydns/services/before-0", &[], None)
+            .await
+            .expect("DELETE");
+        assert_503(&r, "DELETE on a read-only store file");
+        assert!(
+            sky.client.get_service("before-0").await.is_ok(),
+            "a refused DELETE keeps the service"
+        );
+        std::fs::remove_file(&filler).expect("remove filler");
+        let r = put(&sky, "read-only", "127.0.9.1").await;
+        assert_503(&r, "PUT on a read-only store file");
+        assert_eq!(
+            count(&sky).await,
+            acked,
+            "memory unchanged by the refused writes"
+        );
+        assert_eq!(
+            a_count(&sky).await,
+            acked,
+            "DNS keeps answering from memory"
+        );
+
+        // The disk recovers: writes succeed again, and are durable.
+        chattr("-i", &file);
+        let r = put(&sky, "after", "127.0.9.2").await;
+        assert_eq!(
+            r.status,
+            201,
+            "writes succeed once the disk recovers: {}",
+            r.text()
+        );
+        acked += 1;
+        assert_eq!(a_count(&sky).await, acked);
+        assert!(sky.stop().await, "SIGTERM exits cleanly");
+        let sky = SkyDns::spawn(&["-data", data_arg]).await;
+        assert_eq!(
+            count(&sky).await,
+            acked,
+            "every acknowledged write survived"
+        );
+        assert!(sky.client.get_service("after").await.is_ok());
+        assert!(matches!(
+            sky.client.get_service(&refused).await,
+            Err(ClientError::NotFound(_))
+        ));
+        assert!(sky.stop().await, "SIGTERM exits cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_store_file_that_cannot_be_opened_fails_the_start_in_one_line() {
+        let disk = SmallDisk::mount("1m");
+        let data = disk.path().join("data");
+        let data_arg = data.to_str().expect("utf8 path");
+        store_with_three(data_arg).await;
+        chattr("+i", &data.join(STORE_FILE));
+        let Err(err) =
+            SkyDns::try_spawn_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data_arg]).await
+        else {
+            panic!("skydns must not start on a store it cannot write")
+        };
+        assert!(
+            err.contains(STORE_FILE) && err.contains("not permitted"),
+            "one clear line naming the file and the cause: {err}"
+        );
+        assert!(
+            aside_files(&data).is_empty(),
+            "a readable store is never moved aside"
+        );
+        chattr("-i", &data.join(STORE_FILE));
+        let sky = SkyDns::spawn(&["-data", data_arg]).await;
+        assert_eq!(count(&sky).await, 3);
+    }
 }

@@ -8,7 +8,6 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
 };
-
 /// Reads SSE lines until an `event: <kind>` whose data mentions `needle`.
 async fn next_event(
     lines: &mut tokio::io::Lines<BufReader<TcpStream>>,
@@ -223,43 +222,49 @@ async fn ready_is_503_while_the_store_loads_then_200_with_its_services() {
     );
 }
 
-#[tokio::test]
-async fn status_page_shows_services_live_in_a_real_browser() {
-    let sky = SkyDns::start(&[]).await;
-    sky.client
-        .add_service("chr0", &service("early", "prod", "", "127.0.0.1", 80, 60))
-        .await
-        .expect("add");
-    let mut browser = skydns_tests::browser::Browser::open(&sky.url())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let live = "document.getElementById('live').textContent === 'live'";
-    assert!(
-        browser.wait_for(live, Duration::from_secs(10)).await,
-        "the page connects to /events"
-    );
-    let row = |uuid: &str| format!("!!document.querySelector('tr[data-uuid=\"{uuid}\"]')");
-    assert!(
-        browser.wait_for(&row("chr0"), Duration::from_secs(5)).await,
-        "services listed at load"
-    );
-    sky.client
-        .add_service("chr1", &service("late", "prod", "", "127.0.0.2", 80, 60))
-        .await
-        .expect("add");
-    assert!(
-        browser.wait_for(&row("chr1"), Duration::from_secs(5)).await,
-        "a new service appears without reload"
-    );
-    sky.client.delete_service("chr1").await.expect("delete");
-    let gone = format!("!{}", row("chr1"));
-    assert!(
-        browser.wait_for(&gone, Duration::from_secs(5)).await,
-        "a deleted service disappears without reload"
-    );
-    let count = browser
-        .eval("document.getElementById('c-services').textContent")
-        .await
-        .expect("eval");
-    assert_eq!(count, serde_json::json!("1"));
+/// Tests that need Chromium (`apt-get install chromium`; `cargo test -- --skip
+/// needs_chromium` runs the rest).
+mod needs_chromium {
+    use super::*;
+
+    #[tokio::test]
+    async fn status_page_shows_services_live_in_a_real_browser() {
+        let sky = SkyDns::start(&[]).await;
+        sky.client
+            .add_service("chr0", &service("early", "prod", "", "127.0.0.1", 80, 60))
+            .await
+            .expect("add");
+        let mut browser = skydns_tests::browser::Browser::open(&sky.url())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let live = "document.getElementById('live').textContent === 'live'";
+        assert!(
+            browser.wait_for(live, Duration::from_secs(10)).await,
+            "the page connects to /events"
+        );
+        let row = |uuid: &str| format!("!!document.querySelector('tr[data-uuid=\"{uuid}\"]')");
+        assert!(
+            browser.wait_for(&row("chr0"), Duration::from_secs(5)).await,
+            "services listed at load"
+        );
+        sky.client
+            .add_service("chr1", &service("late", "prod", "", "127.0.0.2", 80, 60))
+            .await
+            .expect("add");
+        assert!(
+            browser.wait_for(&row("chr1"), Duration::from_secs(5)).await,
+            "a new service appears without reload"
+        );
+        sky.client.delete_service("chr1").await.expect("delete");
+        let gone = format!("!{}", row("chr1"));
+        assert!(
+            browser.wait_for(&gone, Duration::from_secs(5)).await,
+            "a deleted service disappears without reload"
+        );
+        let count = browser
+            .eval("document.getElementById('c-services').textContent")
+            .await
+            .expect("eval");
+        assert_eq!(count, serde_json::json!("1"));
+    }
 }

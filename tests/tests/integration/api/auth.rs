@@ -8,7 +8,7 @@ use skydns_tests::{ClientError, SkyDns, a_records, http, service};
 use super::*;
 
 #[tokio::test]
-async fn with_a_secret_every_route_needs_the_authorization_header() {
+async fn with_a_secret_every_route_asks_for_the_authorization_header() {
     let sky = SkyDns::start(&["-secret", "s3cret"]).await;
     let good = rails("127.0.0.10");
     let r = req(&sky, "PUT", "/skydns/services/1001", Some(&good)).await;
