@@ -1,45 +1,68 @@
 //! The agent: keeps skydns in step with the running containers.
 //!
-//! One loop owns all state and handles, in order: Docker events, heartbeats
-//! and periodic reconciles. That serialises the events of each container, and
-//! every decision is taken from the container's state inspected at that
-//! moment, so `docker restart` can never leave a container unregistered.
+//! # Layout
+//! - this module: the event loop. It alone owns the per-container state and
+//!   handles, in order, Docker events, drain commands and the Docker half of
+//!   each reconcile. Every decision is taken from the container's state
+//!   inspected at that moment, so `docker restart` can never leave a
+//!   container unregistered. It makes no registry call: it only sets, in the
+//!   [`ledger`](self::ledger), what it wants at each uuid.
+//! - [`ledger`]: per uuid, what the agent wants and what skydns holds, and the
+//!   queue of uuids where the two differ.
+//! - [`sync`]: the pool that syncs dirty uuids, `-workers` calls at a time,
+//!   at most one per uuid.
+//! - [`heartbeat`]: PATCHes what the agent holds every `-beat`, on its own task.
+//! - [`reconcile`]: the registry half of reconcile (this owner's listing only).
 //!
-//! `desired` holds what this agent wants in skydns, per container. Heartbeats
-//! PATCH each registration; a 404 (skydns restarted without data, or the
-//! entry expired) re-registers it at once; transport errors are retried on
-//! the next beat, so a heartbeat never gives up. Reconcile compares running
-//! containers with `desired`, and skydns's registrations owned by this agent
-//! with `desired`, and fixes both directions.
+//! # Tasks and shutdown
+//! [`Agent::run`] spawns the pool, heartbeats and reconcile, and owns them:
+//! heartbeats and reconcile stop with the run's token; the pool has its own
+//! token, cancelled last, so that `-deregister-on-exit` can still flush its
+//! removals after the event loop has stopped. Everything is joined before
+//! `run` returns.
+
+mod heartbeat;
+mod ledger;
+mod reconcile;
+mod sync;
 
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bollard::Docker;
-use futures_util::{StreamExt, stream};
-use skydns_api::{Client, ClientError};
+use futures_util::StreamExt;
+use skydns_api::Client;
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
+use self::ledger::Ledger;
 use crate::{
     Error,
     config::Config,
     control::{AgentMetrics, Command},
     docker::{self, ContainerEvent, EventKind},
     naming::{self, Registration},
-    plugins::Plugin,
+    plugins::{Plugin, PluginError},
 };
-use tokio::sync::mpsc;
 
 /// Docker's container events, boxed so a reconnect can swap in a new stream.
 type EventStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<ContainerEvent, Error>> + Send>>;
 
+/// How long the initial sync, a drain and `-deregister-on-exit` wait for
+/// their registry calls before going on.
+const SETTLE: Duration = Duration::from_secs(10);
+
 /// The agent's state.
 pub struct Agent {
     docker: Docker,
+    /// Names this agent's `-owner` in every write.
     client: Client,
     config: Config,
     /// container id → its registrations, as this agent wants them in skydns.
@@ -51,10 +74,18 @@ pub struct Agent {
     plugin: Option<Arc<Plugin>>,
     metrics: Arc<AgentMetrics>,
     commands: mpsc::Receiver<Command>,
+    /// Shared with the pool, heartbeats and reconcile.
+    ledger: Arc<Ledger>,
+    /// Starts the registry half of a reconcile.
+    reconcile_now: Arc<Notify>,
+    /// Short tasks the loop starts (drain replies, the ready line); aborted
+    /// when it stops.
+    chores: JoinSet<()>,
 }
 
 impl Agent {
-    /// An agent talking to `docker` and to skydns through `client`.
+    /// An agent talking to `docker` and to skydns through `client` (which is
+    /// made to name `-owner` in every write).
     pub fn new(
         docker: Docker,
         client: Client,
@@ -63,6 +94,7 @@ impl Agent {
         metrics: Arc<AgentMetrics>,
         commands: mpsc::Receiver<Command>,
     ) -> Self {
+        let client = client.with_owner(config.defaults.owner.clone());
         Self {
             docker,
             client,
@@ -72,6 +104,9 @@ impl Agent {
             plugin,
             metrics,
             commands,
+            ledger: Arc::new(Ledger::default()),
+            reconcile_now: Arc::new(Notify::new()),
+            chores: JoinSet::new(),
         }
     }
 
@@ -81,18 +116,45 @@ impl Agent {
     /// skydock does not flap DNS).
     ///
     /// # Errors
-    /// Only when the token is cancelled during a failing Docker connection is
-    /// there nothing to report; runtime errors are logged and retried.
+    /// None so far: runtime errors are logged and retried.
     pub async fn run(mut self, token: CancellationToken) -> Result<(), Error> {
+        // Subscribe before the initial sync so that nothing in between is missed.
         let mut events: EventStream = Box::pin(docker::events(&self.docker));
-        if let Err(e) = self.reconcile().await {
-            tracing::warn!(error = %e, "initial sync incomplete; retrying at the next resync");
-        }
-        tracing::info!(containers = self.desired.len(), "skydock ready");
+        self.initial_sync().await;
 
-        let mut beat = tokio::time::interval(self.config.beat);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        beat.reset();
+        let pool_token = CancellationToken::new();
+        let pool = tokio::spawn(sync::run(
+            Arc::clone(&self.ledger),
+            self.client.clone(),
+            self.config.workers,
+            Arc::clone(&self.metrics),
+            pool_token.clone(),
+        ));
+        let beats = tokio::spawn(heartbeat::run(
+            Arc::clone(&self.ledger),
+            self.client.clone(),
+            self.config.beat,
+            self.config.workers,
+            Arc::clone(&self.metrics),
+            token.child_token(),
+        ));
+        let reconciler = tokio::spawn(reconcile::run(
+            Arc::clone(&self.ledger),
+            self.client.clone(),
+            Arc::clone(&self.reconcile_now),
+            Arc::clone(&self.metrics),
+            token.child_token(),
+        ));
+        let (ledger, containers) = (Arc::clone(&self.ledger), self.desired.len());
+        self.chores.spawn(async move {
+            if !ledger.wait_until(SETTLE, Ledger::is_idle).await {
+                tracing::warn!(
+                    "initial sync not applied yet (skydns slow or unreachable); continuing"
+                );
+            }
+            tracing::info!(containers, "skydock ready");
+        });
+
         let mut resync = tokio::time::interval(self.config.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.reset();
@@ -111,22 +173,46 @@ impl Agent {
                     }
                 },
                 Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
-                _ = beat.tick() => self.heartbeat_all().await,
-                _ = resync.tick() => {
-                    if let Err(e) = self.reconcile().await {
-                        tracing::warn!(error = %e, "reconcile failed; retrying at the next resync");
-                    }
-                }
+                Some(_) = self.chores.join_next(), if !self.chores.is_empty() => {}
+                _ = resync.tick() => self.reconcile().await,
             }
         }
+        self.chores.shutdown().await;
+        let _ = beats.await;
+        let _ = reconciler.await;
         if self.config.deregister_on_exit {
-            let all: Vec<String> = self.desired.keys().cloned().collect();
-            for id in all {
-                self.deregister(&id).await;
+            self.ledger.clear_wants();
+            if self.ledger.wait_until(SETTLE, Ledger::is_idle).await {
+                tracing::info!("removed this agent's registrations (-deregister-on-exit)");
+            } else {
+                tracing::warn!(
+                    "-deregister-on-exit: skydns did not answer in time; the rest expire by TTL"
+                );
             }
-            tracing::info!("removed this agent's registrations (-deregister-on-exit)");
         }
+        pool_token.cancel();
+        let _ = pool.await;
         Ok(())
+    }
+
+    /// At start: learn what this owner already holds in skydns (so that
+    /// finding it wanted costs no call), take the wants from Docker, then
+    /// queue the removal of what is no longer wanted.
+    async fn initial_sync(&mut self) {
+        let since = Instant::now();
+        let listed = reconcile::list_owned(&self.client).await;
+        match &listed {
+            Ok(l) => self.ledger.seed(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list skydns registrations; retrying at the next resync")
+            }
+        }
+        if let Err(e) = self.reconcile_docker().await {
+            tracing::warn!(error = %e, "initial sync incomplete; retrying at the next resync");
+        }
+        if let Ok(l) = &listed {
+            reconcile::apply(&self.ledger, l, since, &self.metrics);
+        }
     }
 
     /// Waits for Docker to answer again (with backoff), reconciles, and
@@ -151,9 +237,7 @@ impl Agent {
         let stream: EventStream = Box::pin(docker::events(&self.docker));
         if !token.is_cancelled() {
             tracing::info!("Docker engine answers again; reconciling");
-            if let Err(e) = self.reconcile().await {
-                tracing::warn!(error = %e, "reconcile after reconnect failed");
-            }
+            self.reconcile().await;
         }
         stream
     }
@@ -172,11 +256,23 @@ impl Agent {
                         return;
                     }
                 };
-                let n = self.desired.get(&id).map_or(0, Vec::len);
+                let uuids: Vec<String> = self
+                    .desired
+                    .get(&id)
+                    .map(|regs| regs.iter().map(|r| r.uuid.clone()).collect())
+                    .unwrap_or_default();
                 self.stopping.insert(id.clone());
-                self.deregister(&id).await;
+                self.deregister(&id);
                 tracing::info!(id = %short(&id), "draining: out of DNS until it starts again");
-                let _ = reply.send(Ok(n));
+                // Answer once the removals are done (the caller then waits
+                // out the caches), off the loop.
+                let ledger = Arc::clone(&self.ledger);
+                self.chores.spawn(async move {
+                    if !ledger.wait_until(SETTLE, |l| l.settled(&uuids)).await {
+                        tracing::warn!(id = %short(&id), "drain: skydns did not confirm the removals in time");
+                    }
+                    let _ = reply.send(Ok(uuids.len()));
+                });
             }
         }
     }
@@ -187,9 +283,9 @@ impl Agent {
         match ev.kind {
             EventKind::Stopping => {
                 self.stopping.insert(ev.id.clone());
-                self.deregister(&ev.id).await;
+                self.deregister(&ev.id);
             }
-            EventKind::Gone => self.deregister(&ev.id).await,
+            EventKind::Gone => self.deregister(&ev.id),
             EventKind::Check => {
                 if ev.action.starts_with("start") || ev.action.starts_with("restart") {
                     self.stopping.remove(&ev.id);
@@ -201,142 +297,94 @@ impl Agent {
         }
     }
 
-    /// Registers or deregisters one container according to its state now.
+    /// Decides what one container should have in skydns according to its
+    /// state now.
     async fn sync_container(&mut self, id: &str) -> Result<(), Error> {
         let Some(info) = docker::inspect(&self.docker, id).await? else {
             self.stopping.remove(id);
-            self.deregister(id).await;
+            self.deregister(id);
             return Ok(());
         };
         if !info.running {
             self.stopping.remove(id);
         }
         if !info.eligible() || self.stopping.contains(id) {
-            self.deregister(id).await;
+            self.deregister(id);
             return Ok(());
         }
         let wanted = match self.mapping(&info).await {
             Ok(regs) => regs,
-            Err(reason) => {
+            Err(Unmapped::Timeout(e)) => {
+                self.metrics.plugin_timeouts.inc();
+                tracing::warn!(id = %short(id), name = %info.name, error = %e, "plugin timed out; container skipped");
+                self.deregister(id);
+                return Ok(());
+            }
+            Err(Unmapped::Other(reason)) => {
                 tracing::info!(id = %short(id), name = %info.name, %reason, "not registered");
-                self.deregister(id).await;
+                self.deregister(id);
                 return Ok(());
             }
         };
         let current = self.desired.remove(id).unwrap_or_default();
         let keep: HashSet<&str> = wanted.iter().map(|r| r.uuid.as_str()).collect();
         for old in current.iter().filter(|r| !keep.contains(r.uuid.as_str())) {
-            self.delete(&old.uuid).await;
+            self.ledger.want(&old.uuid, None);
         }
         for reg in &wanted {
-            if !current.iter().any(|c| c == reg) {
-                self.put(reg).await;
-            }
+            self.ledger.want(&reg.uuid, Some(reg.clone()));
         }
         self.desired.insert(id.to_string(), wanted);
-        self.update_gauge();
         Ok(())
     }
 
-    async fn mapping(&self, info: &naming::ContainerInfo) -> Result<Vec<Registration>, String> {
+    /// The container's registrations, by the plugin if there is one (within
+    /// its time budget) or by the built-in mapping.
+    async fn mapping(&self, info: &naming::ContainerInfo) -> Result<Vec<Registration>, Unmapped> {
         let Some(plugin) = &self.plugin else {
-            return naming::registrations(info, &self.config.defaults).map_err(|e| e.to_string());
+            return naming::registrations(info, &self.config.defaults)
+                .map_err(|e| Unmapped::Other(e.to_string()));
         };
         let json = docker::inspect_json(&self.docker, &info.id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Unmapped::Other(e.to_string()))?;
         let (plugin, defaults) = (Arc::clone(plugin), self.config.defaults.clone());
-        match tokio::task::spawn_blocking(move || plugin.registration(&json, &defaults)).await {
-            Ok(Ok(reg)) => Ok(vec![reg]),
-            Ok(Err(e)) => Err(format!("plugin error: {e}")),
-            Err(e) => Err(format!("plugin task failed: {e}")),
+        // QuickJS interrupts the script at its budget; this outer bound only
+        // guards against a script stuck where the interrupt cannot reach
+        // (its thread is then left to finish on its own).
+        let fence = plugin.budget() * 2 + Duration::from_secs(1);
+        let budget = plugin.budget();
+        let file = self.config.plugins.clone().unwrap_or_default();
+        let call = tokio::task::spawn_blocking(move || plugin.registration(&json, &defaults));
+        match tokio::time::timeout(fence, call).await {
+            Ok(Ok(Ok(reg))) => Ok(vec![reg]),
+            Ok(Ok(Err(e @ PluginError::Timeout { .. }))) => Err(Unmapped::Timeout(e)),
+            Ok(Ok(Err(e))) => Err(Unmapped::Other(format!("plugin error: {e}"))),
+            Ok(Err(e)) => Err(Unmapped::Other(format!("plugin task failed: {e}"))),
+            Err(_) => Err(Unmapped::Timeout(PluginError::Timeout { file, budget })),
         }
     }
 
-    /// Removes a container's registrations.
-    async fn deregister(&mut self, id: &str) {
+    /// Wants none of a container's registrations any more.
+    fn deregister(&mut self, id: &str) {
         if let Some(regs) = self.desired.remove(id) {
             for reg in regs {
-                self.delete(&reg.uuid).await;
-                tracing::info!(id = %short(id), uuid = %reg.uuid, "deregistered");
-            }
-        }
-        self.update_gauge();
-    }
-
-    fn update_gauge(&self) {
-        let n = self.desired.values().map(Vec::len).sum::<usize>();
-        self.metrics
-            .registrations
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-
-    /// Registers one service; if the uuid is taken by this agent's earlier
-    /// life, replaces it.
-    async fn put(&self, reg: &Registration) {
-        match self.client.add_service(&reg.uuid, &reg.service).await {
-            Ok(()) => {
-                tracing::info!(uuid = %reg.uuid, name = %reg.service.name, host = %reg.service.host, port = reg.service.port, "registered")
-            }
-            Err(ClientError::Conflict(_)) => {
-                let ours = match self.client.get_service(&reg.uuid).await {
-                    Ok(existing) => {
-                        existing.owner.as_deref() == Some(self.config.defaults.owner.as_str())
-                    }
-                    Err(_) => false,
-                };
-                if ours {
-                    let _ = self.client.delete_service(&reg.uuid).await;
-                    if let Err(e) = self.client.add_service(&reg.uuid, &reg.service).await {
-                        tracing::warn!(uuid = %reg.uuid, error = %e, "cannot re-register; the next heartbeat retries");
-                    }
-                } else {
-                    tracing::warn!(uuid = %reg.uuid, "uuid registered by another agent; left alone");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(uuid = %reg.uuid, error = %e, "cannot register; the next heartbeat retries")
+                self.ledger.want(&reg.uuid, None);
             }
         }
     }
 
-    async fn delete(&self, uuid: &str) {
-        match self.client.delete_service(uuid).await {
-            Ok(()) | Err(ClientError::NotFound(_)) => {}
-            Err(e) => {
-                tracing::warn!(uuid, error = %e, "cannot deregister; the next reconcile retries")
-            }
+    /// The Docker half, then (on its own task) the registry half.
+    async fn reconcile(&mut self) {
+        if let Err(e) = self.reconcile_docker().await {
+            tracing::warn!(error = %e, "reconcile failed; retrying at the next resync");
         }
+        self.reconcile_now.notify_one();
     }
 
-    /// PATCHes every registration; re-registers those skydns lost.
-    async fn heartbeat_all(&self) {
-        let regs: Vec<&Registration> = self.desired.values().flatten().collect();
-        let workers = self.config.workers.max(1);
-        let lost: Vec<&Registration> = stream::iter(regs)
-            .map(|reg| async move {
-                match self.client.heartbeat(&reg.uuid, reg.service.ttl).await {
-                    Ok(()) => None,
-                    Err(ClientError::NotFound(_)) => Some(reg),
-                    Err(e) => {
-                        self.metrics.heartbeat_failures.inc();
-                        tracing::warn!(uuid = %reg.uuid, error = %e, "heartbeat failed; retrying at the next beat");
-                        None
-                    }
-                }
-            })
-            .buffer_unordered(workers)
-            .filter_map(|x| async move { x })
-            .collect()
-            .await;
-        for reg in lost {
-            tracing::info!(uuid = %reg.uuid, "skydns lost this registration; registering again");
-            self.put(reg).await;
-        }
-    }
-
-    /// Makes skydns match the running containers, both ways.
-    async fn reconcile(&mut self) -> Result<(), Error> {
+    /// Makes the wants match the running containers: those gone are
+    /// deregistered, every running one is checked as if it had sent an event.
+    async fn reconcile_docker(&mut self) -> Result<(), Error> {
         let running = docker::running_ids(&self.docker).await?;
         let running_set: HashSet<&String> = running.iter().collect();
         let gone: Vec<String> = self
@@ -346,7 +394,7 @@ impl Agent {
             .cloned()
             .collect();
         for id in gone {
-            self.deregister(&id).await;
+            self.deregister(&id);
         }
         self.stopping.retain(|id| running_set.contains(id));
         for id in &running {
@@ -354,45 +402,16 @@ impl Agent {
                 tracing::warn!(id = %short(id), error = %e, "cannot sync container");
             }
         }
-        // Registrations this agent owns in skydns that it no longer wants
-        // (events missed while frozen or disconnected, an earlier life).
-        let wanted: HashSet<&str> = self
-            .desired
-            .values()
-            .flatten()
-            .map(|r| r.uuid.as_str())
-            .collect();
-        match self.client.list_services(None).await {
-            Ok(services) => {
-                let owner = self.config.defaults.owner.as_str();
-                let present: HashSet<&str> = services.iter().map(|s| s.uuid.as_str()).collect();
-                for s in services
-                    .iter()
-                    .filter(|s| s.owner.as_deref() == Some(owner))
-                {
-                    if !wanted.contains(s.uuid.as_str()) {
-                        tracing::info!(uuid = %s.uuid, "removing stale registration");
-                        self.metrics.reconcile_fixes.inc();
-                        self.delete(&s.uuid).await;
-                    }
-                }
-                // Registrations skydns lost: put them back now, not at the next beat.
-                for reg in self
-                    .desired
-                    .values()
-                    .flatten()
-                    .filter(|r| !present.contains(r.uuid.as_str()))
-                {
-                    self.metrics.reconcile_fixes.inc();
-                    self.put(reg).await;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list skydns registrations; retrying at the next resync")
-            }
-        }
         Ok(())
     }
+}
+
+/// Why a container has no registrations.
+enum Unmapped {
+    /// The plugin ran out of its time budget.
+    Timeout(PluginError),
+    /// Any other reason (a `Skip`, a plugin error), for the log line.
+    Other(String),
 }
 
 fn short(id: &str) -> &str {
