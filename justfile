@@ -35,15 +35,10 @@ bench-propagation:
 bench-api:
     scripts/bench-api.sh
 
-# Rebuild crates/skydns/startup-order.txt and startup-order-static.txt (functions packed at the start of the code; idle RSS)
-startup-order:
-    scripts/startup-order.sh
-    scripts/startup-order.sh --static
-
 # The static release build the images ship (smallest footprint; runs on any x86_64 Linux):
-# target/x86_64-unknown-linux-gnu/release/skydns, its start-up list refreshed if stale
+# target/x86_64-unknown-linux-gnu/release/skydns
 static:
-    scripts/startup-order.sh --static --if-stale
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target x86_64-unknown-linux-gnu -p skydns -p skydock
 
 # Format the workspace.
 fmt:

@@ -173,12 +173,11 @@ DATE_START=$(date -u '+%Y-%m-%d %H:%M UTC')
 RAW="$TARGET_DIR/bench-auth.raw.log"
 
 # --- prerequisites ---------------------------------------------------------
-# Both builds linked with a current start-up list (rewritten first if the code
-# has moved on since it was taken): the host build and the images' static one.
-log "build: cargo build --release -p skydns --locked (scripts/startup-order.sh --if-stale)"
-scripts/startup-order.sh --if-stale
-log "build: the images' static build (scripts/startup-order.sh --static --if-stale)"
-scripts/startup-order.sh --static --if-stale
+# Both builds: the host build and the images' static one.
+log "build: cargo build --release -p skydns --locked"
+cargo build --release -p skydns --locked
+log "build: the images' static build"
+build_static
 
 need_tools dnsperf knotd:knot dig:dnsutils curl python3
 KNOTD=$(command -v knotd || echo /usr/sbin/knotd)
@@ -604,8 +603,8 @@ w("")
 w("Exact commands (ports are free 127.0.0.1 ports picked at run time):")
 w("")
 w("```sh")
-w("cargo build --release -p skydns --locked        # after scripts/startup-order.sh --if-stale")
-w(meta["static_build"] + "   # the images' build (scripts/startup-order.sh --static)")
+w("cargo build --release -p skydns --locked")
+w(meta["static_build"] + "   # the images' build")
 for line in open(commands_path):
     w(line.rstrip("\n").replace(work, "$WORK"))
 w("# each skydns: 10 x curl -X PUT http://API/skydns/services/web-$i \\")

@@ -7,13 +7,10 @@
 # Steps:
 #   1. static release binaries, in target/x86_64-unknown-linux-gnu/release (the
 #      explicit --target keeps them apart from the normal target/release):
-#        RUSTFLAGS="-C target-feature=+crt-static -C symbol-mangling-version=v0" \
+#        RUSTFLAGS="-C target-feature=+crt-static" \
 #            cargo build --release --locked --target x86_64-unknown-linux-gnu -p skydns -p skydock
-#      (`build_static` in scripts/lib.sh), skydns linked with its start-up
-#      functions packed (crates/skydns/startup-order-static.txt, rewritten
-#      first by `scripts/startup-order.sh --static --if-stale` when the code
-#      has moved on); a check that both are static (`file`, `ldd`); the
-#      binaries go into the images stripped;
+#      (`build_static` in scripts/lib.sh); a check that both are static
+#      (`file`, `ldd`); the binaries go into the images stripped;
 #   2. `docker build` of each image from a temporary context that holds only the
 #      binary (and the plugins), with the classic builder (no buildx here);
 #   3. a size check: each image must be under 20 MB;
@@ -69,8 +66,8 @@ trap cleanup EXIT
 work=$(mktemp -d "${TMPDIR:-/tmp}/skydns-images.XXXXXX")
 
 # 1. Static binaries.
-say "cargo build (static, --target $STATIC_TARGET), start-up list refreshed if stale"
-scripts/startup-order.sh --static --if-stale
+say "cargo build (static, --target $STATIC_TARGET)"
+build_static
 
 for bin in skydns skydock; do
     path="$BIN_DIR/$bin"
@@ -101,8 +98,7 @@ build_image() {
 }
 
 mkdir -p "$work/skydns" "$work/skydock/plugins"
-# Stripped here, not by Cargo: a profile that strips would give the build other
-# symbol names than the one the start-up list was taken from.
+# Stripped here: the release profile keeps symbols for profiling.
 strip -o "$work/skydns/skydns" "$BIN_DIR/skydns"
 cp deploy/skydns.Dockerfile "$work/skydns/Dockerfile"
 strip -o "$work/skydock/skydock" "$BIN_DIR/skydock"

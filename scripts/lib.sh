@@ -13,13 +13,11 @@ BIN="$TARGET_DIR/release/skydns"
 # from the daemons started here: only their command lines count.
 SKYDNS_UNSET=(-u SKYDNS -u SKYDNS_DNS -u SKYDNS_DOMAIN -u SKYDNS_DATA -u SKYDNS_SECRET -u SKYDNS_NAMESERVER
     -u SKYDNS_ALLOW_RECURSION -u SKYDNS_LOG -u TOKIO_WORKER_THREADS -u SKYDNS_DNS_WORKERS -u SKYDNS_WORKERS)
-# The static build the images ship (scripts/build-images.sh), also profiled by
-# `scripts/startup-order.sh --static`: one command, so both see the same
-# symbol names. RUSTFLAGS replaces .cargo/config.toml's flags, so the v0
-# symbol names are asked for again here.
+# The static build the images ship (scripts/build-images.sh), also measured
+# by bench-auth.sh: one command, so both measure the same binary.
 STATIC_TARGET=x86_64-unknown-linux-gnu
 STATIC_BIN_DIR="$TARGET_DIR/$STATIC_TARGET/release"
-STATIC_RUSTFLAGS="-C target-feature=+crt-static -C symbol-mangling-version=v0"
+STATIC_RUSTFLAGS="-C target-feature=+crt-static"
 STATIC_BUILD=(cargo build --release --locked --target "$STATIC_TARGET" -p skydns -p skydock)
 build_static() { RUSTFLAGS="$STATIC_RUSTFLAGS" "${STATIC_BUILD[@]}"; }
 # Set by the script when wanted (see init_work and start_skydns), never taken

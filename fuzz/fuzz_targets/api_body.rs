@@ -135,7 +135,13 @@ fn check_valid(uuid: &str, s: &Service) {
 fuzz_target!(|data: &[u8]| {
     RT.block_on(async {
         let registry = empty_registry().await;
-        let router = skydns::api::router(registry.clone(), Arc::new(Metrics::new()), None);
+        let router = skydns::api::router(
+            registry.clone(),
+            Arc::new(Metrics::new()),
+            None,
+            &skydns::api::ApiLimits::default(),
+            skydns::readiness::Readiness::ready(),
+        );
         for (route, uuid, body) in calls(data).take(6) {
             let (method, path) = match route {
                 Route::Register => (Method::PUT, format!("/skydns/services/{uuid}")),

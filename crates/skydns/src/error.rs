@@ -1,8 +1,8 @@
 //! The crate's error type.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use crate::{registry::RegistryError, store::StoreError};
+use crate::{config::ConfigError, registry::RegistryError, store::StoreError};
 
 /// Why skydns could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +20,9 @@ pub enum Error {
         /// What to do about it.
         hint: String,
     },
-    /// The configuration is unusable.
-    #[error("{0}")]
-    Config(String),
+    /// The configuration is unusable: a flag's value.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The store could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -30,11 +30,21 @@ pub enum Error {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     /// The API's TLS certificate or key could not be loaded.
-    #[error("{0}")]
-    Tls(String),
-    /// The DNS server failed.
-    #[error("DNS server: {0}")]
-    Dns(String),
+    #[error("cannot load -tls-pem {} / -tls-key {}: {error}", cert.display(), key.display())]
+    Tls {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+        /// Why (part of the message, so it is not repeated as a cause).
+        error: std::io::Error,
+    },
+    /// A server task panicked or was aborted.
+    #[error("a server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Shutting down took longer than allowed.
+    #[error("tasks did not stop within {0:?}")]
+    ShutdownTimeout(Duration),
     /// Serving failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

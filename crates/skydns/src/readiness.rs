@@ -47,6 +47,13 @@ impl Readiness {
         Self(Arc::new(AtomicU8::new(0)))
     }
 
+    /// A server that is ready already (an embedder's router, a test's).
+    pub fn ready() -> Self {
+        let readiness = Self::new();
+        readiness.set_ready();
+        readiness
+    }
+
     /// The state now.
     pub fn state(&self) -> State {
         match self.0.load(Ordering::Acquire) {

@@ -29,6 +29,8 @@ use crate::{
 
 /// How many times to look for a port free for both UDP and TCP when port 0 is asked.
 const PORT_TRIES: usize = 32;
+/// How long [`run`] waits for every task to stop after the signal.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections the kernel queues for a TCP accept loop (DNS and HTTP).
 const TCP_BACKLOG: i32 = 4096;
 
@@ -100,7 +102,7 @@ impl Server {
 }
 
 fn flatten(done: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
-    done.map_err(|e| Error::Dns(format!("task failed: {e}")))?
+    done?
 }
 
 /// Binds the listeners, restores the registry and starts every task.
@@ -125,7 +127,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let mut tasks = JoinSet::new();
     let readiness = Readiness::new();
     let starting = api::Starting::new();
-    tasks.spawn(api::serve_with_limits(
+    tasks.spawn(api::serve(
         http,
         starting.router(),
         tls,
@@ -147,8 +149,9 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         Registry::open(Arc::clone(&store), options, Arc::clone(&metrics)).await?;
     log_restore(&*store, &report);
 
-    let zone = Zone::new(&config.domain, dns_addr.ip())
-        .map_err(|e| Error::Config(format!("-domain {:?}: {e}", config.domain)))?;
+    let zone = Zone::new(&config.domain, dns_addr.ip()).map_err(|e| {
+        crate::config::ConfigError::new("domain", format!("-domain {:?}: {e}", config.domain))
+    })?;
     let dns_options = DnsOptions {
         zone,
         round_robin: config.round_robin,
@@ -195,7 +198,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         Ok(())
     });
 
-    starting.finish(api::router_with_limits(
+    starting.finish(api::router(
         registry.clone(),
         Arc::clone(&metrics),
         config.secret.as_ref().map(|s| s.expose().to_owned()),
@@ -305,9 +308,9 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down");
     token.cancel();
-    match tokio::time::timeout(Duration::from_secs(10), waiter).await {
+    match tokio::time::timeout(SHUTDOWN_TIMEOUT, waiter).await {
         Ok(Ok(result)) => result,
-        Ok(Err(e)) => Err(Error::Dns(format!("server task failed: {e}"))),
-        Err(_) => Err(Error::Dns("tasks did not stop within 10 s".into())),
+        Ok(Err(e)) => Err(Error::Task(e)),
+        Err(_) => Err(Error::ShutdownTimeout(SHUTDOWN_TIMEOUT)),
     }
 }

@@ -43,7 +43,7 @@ fn host_of(client: usize, i: usize) -> String {
 async fn kill_9_during_puts_and_deletes_keeps_every_acknowledged_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf8 path");
-    let sky = SkyDns::start(&["-data", data]).await;
+    let sky = SkyDns::spawn(&["-data", data]).await;
     let known: Arc<Mutex<HashMap<String, (Known, String)>>> = Arc::default();
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..8 {
@@ -96,7 +96,7 @@ async fn kill_9_during_puts_and_deletes_keeps_every_acknowledged_change() {
         "the stream should have had many acknowledged writes before the kill, got {acked}"
     );
 
-    let sky = SkyDns::start(&["-data", data]).await;
+    let sky = SkyDns::spawn(&["-data", data]).await;
     assert!(
         sky.log().contains("not closed cleanly"),
         "after kill -9 the store is repaired, and says so: {}",
@@ -248,7 +248,7 @@ async fn full_or_read_only_disk_answers_503_keeps_dns_and_recovers() {
     let disk = SmallDisk::mount("2m");
     let data = disk.path().join("data");
     let data_arg = data.to_str().expect("utf8 path");
-    let sky = SkyDns::start(&["-data", data_arg]).await;
+    let sky = SkyDns::spawn(&["-data", data_arg]).await;
     for i in 0..3 {
         let r = put(&sky, &format!("before-{i}"), &format!("127.0.2.{}", i + 1)).await;
         assert_eq!(r.status, 201, "{}", r.text());
@@ -335,7 +335,7 @@ async fn full_or_read_only_disk_answers_503_keeps_dns_and_recovers() {
     acked += 1;
     assert_eq!(a_count(&sky).await, acked);
     assert!(sky.stop().await, "SIGTERM exits cleanly");
-    let sky = SkyDns::start(&["-data", data_arg]).await;
+    let sky = SkyDns::spawn(&["-data", data_arg]).await;
     assert_eq!(
         count(&sky).await,
         acked,
@@ -350,7 +350,7 @@ async fn full_or_read_only_disk_answers_503_keeps_dns_and_recovers() {
 }
 
 async fn store_with_three(data: &str) {
-    let sky = SkyDns::start(&["-data", data]).await;
+    let sky = SkyDns::spawn(&["-data", data]).await;
     for i in 0..3 {
         sky.client
             .add_service(
@@ -381,7 +381,7 @@ async fn an_overwritten_store_file_is_moved_aside_and_said_loudly() {
     let len = std::fs::metadata(&file).expect("stat").len();
     std::fs::write(&file, vec![0x5au8; usize::try_from(len).expect("size")]).expect("overwrite");
 
-    let sky = SkyDns::start(&["-data", data]).await;
+    let sky = SkyDns::spawn(&["-data", data]).await;
     let log = sky.log();
     assert!(
         log.contains("store damaged") && log.contains("moved to"),
@@ -398,7 +398,7 @@ async fn an_overwritten_store_file_is_moved_aside_and_said_loudly() {
         .await
         .expect("add after recovery");
     assert!(sky.stop().await, "SIGTERM exits cleanly");
-    let sky = SkyDns::start(&["-data", data]).await;
+    let sky = SkyDns::spawn(&["-data", data]).await;
     assert_eq!(count(&sky).await, 1);
     assert!(!sky.log().contains("store damaged"), "{}", sky.log());
 }
@@ -417,7 +417,7 @@ async fn a_truncated_store_file_never_serves_empty_silently() {
     f.set_len(len / 2).expect("truncate");
     drop(f);
 
-    let sky = SkyDns::start(&["-data", data]).await;
+    let sky = SkyDns::spawn(&["-data", data]).await;
     let restored = count(&sky).await;
     let log = sky.log();
     eprintln!("truncated store: {restored} of 3 restored; log:\n{log}");
@@ -444,7 +444,7 @@ async fn a_store_file_that_cannot_be_opened_fails_the_start_in_one_line() {
     let data_arg = data.to_str().expect("utf8 path");
     store_with_three(data_arg).await;
     chattr("+i", &data.join(STORE_FILE));
-    let Err(err) = SkyDns::try_start_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data_arg]).await
+    let Err(err) = SkyDns::try_spawn_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data_arg]).await
     else {
         panic!("skydns must not start on a store it cannot write")
     };
@@ -457,6 +457,6 @@ async fn a_store_file_that_cannot_be_opened_fails_the_start_in_one_line() {
         "a readable store is never moved aside"
     );
     chattr("-i", &data.join(STORE_FILE));
-    let sky = SkyDns::start(&["-data", data_arg]).await;
+    let sky = SkyDns::spawn(&["-data", data_arg]).await;
     assert_eq!(count(&sky).await, 3);
 }

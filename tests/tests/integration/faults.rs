@@ -60,7 +60,7 @@ async fn with_service(sky: &SkyDns) -> &'static str {
 async fn bad_upstream_costs_a_bounded_servfail_and_no_fds(fault: Fault) {
     let upstream = BadUpstream::start("127.0.0.1:0", fault).await;
     let ns = upstream.addr.to_string();
-    let sky = SkyDns::start(&["-nameserver", &ns, "-forward-timeout", FORWARD_TIMEOUT]).await;
+    let sky = SkyDns::spawn(&["-nameserver", &ns, "-forward-timeout", FORWARD_TIMEOUT]).await;
     let name = with_service(&sky).await;
     // Warm up both paths once, then take the baseline.
     let _ = udp_exchange(
@@ -141,7 +141,7 @@ async fn an_upstream_that_answers_garbage_costs_a_bounded_servfail_and_no_fds() 
 
 #[tokio::test]
 async fn five_thousand_idle_tcp_dns_connections_do_not_lock_out_new_clients() {
-    let sky = SkyDns::start(&NO_UPSTREAM).await;
+    let sky = SkyDns::spawn(&NO_UPSTREAM).await;
     let name = with_service(&sky).await;
     let _ = sky.query_tcp(name, RecordType::A).await;
     let baseline = fds(&sky);
@@ -196,7 +196,7 @@ async fn five_thousand_idle_tcp_dns_connections_do_not_lock_out_new_clients() {
 
 #[tokio::test]
 async fn slowloris_http_clients_are_timed_out_and_others_are_served() {
-    let sky = SkyDns::start(&NO_UPSTREAM).await;
+    let sky = SkyDns::spawn(&NO_UPSTREAM).await;
     let health = http(sky.http, "GET", "/health", &[], None)
         .await
         .expect("health");
@@ -264,7 +264,7 @@ async fn slowloris_http_clients_are_timed_out_and_others_are_served() {
 
 #[tokio::test]
 async fn http_connections_beyond_the_cap_are_closed_at_once() {
-    let sky = SkyDns::start(&NO_UPSTREAM).await;
+    let sky = SkyDns::spawn(&NO_UPSTREAM).await;
     let _ = http(sky.http, "GET", "/health", &[], None)
         .await
         .expect("health");
@@ -314,7 +314,7 @@ const SENDERS: usize = 3;
 
 #[tokio::test]
 async fn a_flood_of_garbage_udp_does_not_stop_normal_answers() {
-    let sky = SkyDns::start(&NO_UPSTREAM).await;
+    let sky = SkyDns::spawn(&NO_UPSTREAM).await;
     let name = with_service(&sky).await;
     let flood_for = Duration::from_secs(10);
     let stop = Arc::new(AtomicBool::new(false));
@@ -433,7 +433,7 @@ async fn a_tcp_client_evicted_mid_forward_leaves_its_name_answerable() {
     // name would wait on it forever.
     let upstream = BadUpstream::start("127.0.0.1:0", Fault::Blackhole).await;
     let ns = upstream.addr.to_string();
-    let sky = SkyDns::start(&[
+    let sky = SkyDns::spawn(&[
         "-nameserver",
         &ns,
         "-forward-timeout",
@@ -474,7 +474,7 @@ async fn a_tcp_client_evicted_mid_forward_leaves_its_name_answerable() {
 async fn a_tcp_client_that_never_reads_is_disconnected_after_wtimeout() {
     use tokio::io::AsyncReadExt;
     // -rtimeout far above the test's length: only -wtimeout can close it.
-    let sky = SkyDns::start(&["-no-forward", "-rtimeout", "60s", "-wtimeout", "300ms"]).await;
+    let sky = SkyDns::spawn(&["-no-forward", "-rtimeout", "60s", "-wtimeout", "300ms"]).await;
     for i in 0..200u32 {
         let host = format!("10.7.{}.{}", i / 250, i % 250 + 1);
         sky.client

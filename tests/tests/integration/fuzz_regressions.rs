@@ -118,7 +118,7 @@ async fn skydns_starts_or_fails_cleanly_on_a_damaged_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     damaged_store(dir.path(), PANICS_ON_OPEN).await;
     let data = dir.path().to_str().expect("utf8 path");
-    match SkyDns::try_start_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data]).await {
+    match SkyDns::try_spawn_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data]).await {
         Ok(skydns) => {
             let log = skydns.log().to_ascii_lowercase();
             assert!(
@@ -141,7 +141,7 @@ async fn skydns_survives_a_store_that_panics_redb_on_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     damaged_store(dir.path(), PANICS_ON_CLOSE).await;
     let data = dir.path().to_str().expect("utf8 path");
-    match SkyDns::try_start_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data]).await {
+    match SkyDns::try_spawn_on("127.0.0.1:0", "127.0.0.1:0", &["-data", data]).await {
         Ok(skydns) => {
             let log = skydns.log();
             assert!(
@@ -165,7 +165,7 @@ async fn skydns_survives_a_store_that_panics_redb_on_commit() {
 /// be a well-formed DNS message with the request's ID.
 #[tokio::test]
 async fn question_compressed_into_the_header_gets_a_parseable_reply() {
-    let skydns = SkyDns::start(&[]).await;
+    let skydns = SkyDns::spawn(&[]).await;
     let request = [
         0x12, 0x34, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, // header, QD=1

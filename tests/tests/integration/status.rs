@@ -171,7 +171,7 @@ async fn ready_is_503_while_the_store_loads_then_200_with_its_services() {
     let n = 100_000;
     store_with(dir.path(), n).await;
     let data = dir.path().to_str().expect("utf8");
-    let loading = SkyDns::start_loading(&["-data", data]).await;
+    let loading = SkyDns::spawn_loading(&["-data", data]).await;
 
     // The API answers at once: not ready, and writes are refused, while the
     // registrations are being filed.

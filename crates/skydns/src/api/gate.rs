@@ -25,7 +25,7 @@ use axum::{
 };
 
 use super::{
-    AppState, MAX_BODY, ROUTES, error::ApiError, limits, limits::WriteLimiter, secret_matches,
+    AppState, MAX_BODY, ROUTES, auth::secret_matches, error::ApiError, limits, limits::WriteLimiter,
 };
 use crate::metrics::ApiLabels;
 

@@ -12,7 +12,7 @@ use hickory_proto::rr::{
 
 use crate::registry::{Entry, name::pos};
 
-/// Where a record's TTL comes from. The wire cache uses it to recount the
+/// Where a record's TTL comes from. The response cache uses it to recount the
 /// TTL of a stored answer at the moment it is copied out.
 #[derive(Debug, Clone)]
 pub enum TtlSource {

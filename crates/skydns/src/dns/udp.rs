@@ -1,5 +1,5 @@
 //! The UDP serving loop: dedicated threads (one by default) blocking on the
-//! socket, receive a batch → [`DnsHandler::respond_now`] each (wire cache
+//! socket, receive a batch → [`DnsHandler::respond_now`] each (response cache
 //! first) → send the batch. Questions that must be forwarded go to the async
 //! runtime through a bounded queue; when it is full they are dropped, so
 //! overload sheds instead of queueing without bound. The thread checks the

@@ -192,3 +192,64 @@ async fn deliver(http: &reqwest::Client, d: &Delivery) -> Result<(), reqwest::Er
     tracing::debug!(callback = %d.callback.uuid, "callback delivered");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::test_support::*;
+
+    #[tokio::test]
+    async fn a_service_kept_alive_by_heartbeats_is_purged_once_they_stop() {
+        let registry = registry().await;
+        let token = tokio_util::sync::CancellationToken::new();
+        let reaper = tokio::spawn(run_expiry(registry.clone(), token.clone()));
+        registry.register("u1", svc()).await.expect("register");
+        // The first deadline (1 s) passes while heartbeats hold it alive...
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            registry.heartbeat("u1", 2, None).expect("heartbeat");
+        }
+        assert_eq!(registry.len(), 1, "alive while beating");
+        // ...then it expires one TTL after the last beat, and is purged.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        assert_eq!(registry.len(), 0, "purged after the beats stop");
+        token.cancel();
+        reaper.await.expect("reaper");
+    }
+
+    #[tokio::test]
+    async fn writes_go_on_while_the_heartbeat_flush_waits_for_its_fsync() {
+        let store = GatedStore::new(|ops| ops.iter().any(|op| matches!(op, Op::Touch(..))));
+        let registry = registry_on(Arc::clone(&store)).await;
+        let mut s = svc();
+        s.ttl = 60;
+        registry.register("u1", s).await.expect("register");
+        registry.heartbeat("u1", 60, None).expect("heartbeat");
+        let flush = tokio::spawn({
+            let r = registry.clone();
+            async move { flush_heartbeats(&r).await }
+        });
+        store.arrived.notified().await;
+        registers_meanwhile(&registry, "heartbeat flush").await;
+        store.gate.add_permits(1);
+        flush.await.expect("flush");
+    }
+
+    #[tokio::test]
+    async fn writes_go_on_while_the_purge_waits_for_its_fsync() {
+        let store = GatedStore::new(|ops| ops.iter().any(|op| matches!(op, Op::Remove(_))));
+        let registry = registry_on(Arc::clone(&store)).await;
+        registry.register("u1", svc()).await.expect("register"); // TTL 1 s
+        let token = tokio_util::sync::CancellationToken::new();
+        let reaper = tokio::spawn(run_expiry(registry.clone(), token.clone()));
+        store.arrived.notified().await;
+        registers_meanwhile(&registry, "purge").await;
+        store.gate.add_permits(1);
+        assert!(
+            eventually_len(&registry, 1).await,
+            "u1 purged once its fsync is done"
+        );
+        token.cancel();
+        reaper.await.expect("reaper");
+    }
+}

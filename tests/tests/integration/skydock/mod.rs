@@ -82,7 +82,7 @@ impl Rig {
     /// skydns on free ports; skydock `-environment <unique> -owner <unique> <args>`.
     async fn start(args: &[&str]) -> Self {
         docker::ensure_test_images();
-        let sky = SkyDns::start(&[]).await;
+        let sky = SkyDns::spawn(&[]).await;
         let env = unique_env();
         let owner = format!("skydock-test-{env}");
         let dock = start_dock(&sky, &env, &owner, args).await;
@@ -449,7 +449,7 @@ async fn skydns_restarted_without_data_gets_everything_back_within_a_beat() {
     let Rig { sky, dock, .. } = rig;
     let http = sky.http.to_string();
     sky.kill9().await;
-    let sky = SkyDns::start_on("127.0.0.1:0", &http, &[]).await;
+    let sky = SkyDns::spawn_on("127.0.0.1:0", &http, &[]).await;
     let restarted = Instant::now();
     assert_eq!(
         lookup(&sky, &name_a).await.0,
@@ -476,7 +476,7 @@ async fn skydns_down_longer_than_the_ttl_gets_everything_back_within_a_beat() {
     docker::ensure_test_images();
     let data = tempfile::tempdir().expect("tempdir");
     let data_s = data.path().to_string_lossy().into_owned();
-    let sky = SkyDns::start(&["-data", &data_s]).await;
+    let sky = SkyDns::spawn(&["-data", &data_s]).await;
     let env = unique_env();
     let owner = format!("skydock-test-{env}");
     let dock = start_dock(&sky, &env, &owner, &["-ttl", "3"]).await; // beat 2 s
@@ -494,7 +494,7 @@ async fn skydns_down_longer_than_the_ttl_gets_everything_back_within_a_beat() {
     let http = sky.http.to_string();
     sky.kill9().await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let sky = SkyDns::start_on("127.0.0.1:0", &http, &["-data", &data_s]).await;
+    let sky = SkyDns::spawn_on("127.0.0.1:0", &http, &["-data", &data_s]).await;
     let restarted = Instant::now();
     // The log is coloured: keep only the text.
     let mut log = String::new();
@@ -1018,7 +1018,7 @@ async fn the_original_plugins_give_the_built_in_names() {
         ("containerEnv.js", vec!["-plugins", env_js.as_str()]),
         ("default.js", vec!["-plugins", default_js.as_str()]),
     ] {
-        let sky = SkyDns::start(&[]).await;
+        let sky = SkyDns::spawn(&[]).await;
         let dock = start_dock(&sky, &env, &format!("skydock-test-{env}-{what}"), &extra).await;
         rigs.push((what, sky, dock));
     }
@@ -1189,7 +1189,7 @@ async fn docker_connection_lost_and_back_reconnects_and_reconciles() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("docker.sock");
     let mut proxy = DockerProxy::start(&sock);
-    let sky = SkyDns::start(&[]).await;
+    let sky = SkyDns::spawn(&[]).await;
     let env = unique_env();
     let owner = format!("skydock-test-{env}");
     let url = sky.url();
@@ -1259,7 +1259,7 @@ async fn docker_connection_lost_and_back_reconnects_and_reconciles() {
 #[tokio::test]
 async fn link_variables_tell_skydock_where_skydns_is() {
     docker::ensure_test_images();
-    let sky = SkyDns::start(&[]).await;
+    let sky = SkyDns::spawn(&[]).await;
     let env = unique_env();
     let owner = format!("skydock-test-{env}");
     let port = sky.http.port().to_string();
@@ -1326,7 +1326,7 @@ async fn unreachable_skydns_at_start_is_retried_until_it_is_up() {
         dock.log()
     );
 
-    let sky = SkyDns::start_on("127.0.0.1:0", &format!("127.0.0.1:{port}"), &[]).await;
+    let sky = SkyDns::spawn_on("127.0.0.1:0", &format!("127.0.0.1:{port}"), &[]).await;
     let up = Instant::now();
     expect_resolves(
         &sky,

@@ -1,4 +1,4 @@
-//! The wire cache: encoded UDP responses for names under the domain (and
+//! The response cache: encoded UDP responses for names under the domain (and
 //! PTR), copied out with the ID, the question's letter case and the TTLs
 //! patched, so a repeated question costs parse → lookup → copy.
 //!
@@ -28,7 +28,7 @@ use super::answer::{Rec, TtlPolicy, TtlSource};
 use crate::registry::Entry;
 
 /// Longest request the cache looks at (longer ones take the full path).
-pub const MAX_KEY: usize = 512;
+pub(super) const MAX_KEY: usize = 512;
 /// Entries held before the cache is emptied and refilled.
 const CAPACITY: usize = 4096;
 /// Orders kept of a round-robin answer whose records cannot be shuffled in
@@ -41,18 +41,18 @@ const OPT: u16 = 41;
 
 /// A request as the cache sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Keyed<'a> {
+pub(super) struct Keyed<'a> {
     /// The request after its ID, question name lowercased.
-    pub key: &'a [u8],
+    pub(super) key: &'a [u8],
     /// Where the question name ends.
-    pub qname_end: usize,
+    pub(super) qname_end: usize,
     /// The request itself.
-    pub request: &'a [u8],
+    pub(super) request: &'a [u8],
 }
 
 /// The cache key of `request`, written into `buf`; `None` when the request
 /// cannot be keyed (too long, no question).
-pub fn key<'a>(request: &'a [u8], buf: &'a mut [u8; MAX_KEY]) -> Option<Keyed<'a>> {
+pub(super) fn key<'a>(request: &'a [u8], buf: &'a mut [u8; MAX_KEY]) -> Option<Keyed<'a>> {
     if request.len() > MAX_KEY || request.len() <= HEADER_LEN {
         return None;
     }
@@ -72,7 +72,7 @@ pub fn key<'a>(request: &'a [u8], buf: &'a mut [u8; MAX_KEY]) -> Option<Keyed<'a
 /// label. `None` for a compression pointer (the question has no earlier name
 /// to point to, so a pointer there aims into the header or loops), a reserved
 /// label type, or a name longer than 255 bytes or than the message.
-pub fn question_name_end(request: &[u8]) -> Option<usize> {
+pub(super) fn question_name_end(request: &[u8]) -> Option<usize> {
     let mut at = HEADER_LEN;
     loop {
         let len = usize::from(*request.get(at)?);
@@ -100,16 +100,16 @@ enum Countdown {
 
 /// The clocks a copy is made at.
 #[derive(Debug, Clone, Copy)]
-pub struct Now {
+pub(super) struct Now {
     /// Milliseconds since the Unix epoch (registry deadlines).
-    pub ms: u64,
+    pub(super) ms: u64,
     /// The monotonic clock (forwarding cache times).
-    pub instant: Instant,
+    pub(super) instant: Instant,
 }
 
 /// One encoded response and what to patch in it.
 #[derive(Debug)]
-pub struct Variant {
+pub(super) struct Variant {
     bytes: Box<[u8]>,
     qname_end: usize,
     /// Owner names spelled out (not compressed) that are the question's
@@ -136,7 +136,7 @@ impl Variant {
     /// the registry entries `deps`. A truncated response (TC) holds the
     /// first records of each section, as many as fitted. `None` when the
     /// response is not cacheable (its records do not match).
-    pub fn build(
+    pub(super) fn build(
         bytes: Vec<u8>,
         sections: [&[Rec]; 3],
         deps: &[Arc<Entry>],
@@ -327,14 +327,14 @@ struct Slot {
 
 /// Encoded responses by request key.
 #[derive(Debug, Default)]
-pub struct WireCache {
+pub(super) struct ResponseCache {
     slots: DashMap<Box<[u8]>, Arc<Slot>>,
 }
 
-impl WireCache {
+impl ResponseCache {
     /// The response for `key` (from [`key`]), patched for `request`, when one
     /// built at `serial` is held; counts it in the slot's metric.
-    pub fn get(
+    pub(super) fn get(
         &self,
         asked: &Keyed<'_>,
         serial: u32,
@@ -374,7 +374,7 @@ impl WireCache {
 
     /// Stores `variant` for `key`, built at `serial`; `round_robin` asks for
     /// several orders when the copy cannot shuffle the answers itself.
-    pub fn insert(
+    pub(super) fn insert(
         &self,
         key: &[u8],
         serial: u32,
@@ -615,7 +615,7 @@ mod tests {
 
     #[test]
     fn the_cache_drops_entries_of_an_old_serial() {
-        let cache = WireCache::default();
+        let cache = ResponseCache::default();
         let es = [entry("a", 30)];
         let (bytes, recs) = response("web.prod.d.", &es);
         let req = request("web.prod.d.", 3);
