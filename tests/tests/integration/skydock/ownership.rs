@@ -17,7 +17,7 @@ fn writes<'a>(reqs: &'a [String], method: &str, uuid: &str) -> Vec<&'a String> {
 #[tokio::test]
 async fn the_agent_that_lost_the_race_never_touches_the_winners_registrations() {
     docker::ensure_test_images();
-    let sky = SkyDns::start(&[]).await;
+    let sky = SkyDns::spawn(&[]).await;
     let env = unique_env();
     let (w_owner, l_owner) = (
         format!("skydock-test-{env}-winner"),

@@ -77,7 +77,7 @@ async fn a_stalled_skydns_does_not_hold_up_docker_events() {
 #[tokio::test]
 async fn reconcile_lists_only_this_agents_registrations() {
     docker::ensure_test_images();
-    let sky = SkyDns::start(&[]).await;
+    let sky = SkyDns::spawn(&[]).await;
     let tap = HttpTap::start(sky.http).await;
     let env = unique_env();
     let owner = format!("skydock-test-{env}");
