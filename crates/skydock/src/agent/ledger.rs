@@ -76,10 +76,10 @@ impl Slot {
     }
 
     fn set_held(&mut self, held: Held) {
-        if matches!(held, Held::Ours(_)) && !matches!(self.held, Held::Ours(_)) {
-            self.held_at = Instant::now();
-        }
         if held != self.held {
+            if matches!(held, Held::Ours(_)) {
+                self.held_at = Instant::now();
+            }
             self.generation += 1;
             self.held = held;
         }
