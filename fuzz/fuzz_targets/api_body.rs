@@ -1,5 +1,5 @@
 //! REST API body decoding and validation, through the real router
-//! (`skydns::api::router`) over a registry on a `MemoryStore`.
+//! (`skydns::fuzzing::api_router`) over a registry on a `MemoryStore`.
 //!
 //! Input: up to 6 requests separated by 0xFF bytes, each a route
 //! (registration PUT, heartbeat PATCH, callback PUT) and a uuid chosen by its
@@ -13,7 +13,7 @@
 //!   accepted again under another uuid (validation is stable).
 #![no_main]
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use axum::{
     Router,
@@ -22,7 +22,7 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use skydns::{Registry, metrics::Metrics, registry::name::to_label};
+use skydns::{Registry, fuzzing::to_label};
 use skydns_api::Service;
 use skydns_fuzz::{DOMAIN, empty_registry, runtime};
 use tower::ServiceExt;
@@ -89,7 +89,7 @@ async fn send(router: &Router, method: Method, path: &str, body: Vec<u8>) -> (St
 
 fn snapshot(registry: &Registry) -> Vec<Service> {
     let mut all: Vec<Service> = registry
-        .lookup(&skydns::registry::Pattern::parse("").expect("match-all pattern"))
+        .lookup(&skydns::fuzzing::Pattern::parse("").expect("match-all pattern"))
         .iter()
         .map(|e| {
             let mut s = e.service.to_service();
@@ -135,13 +135,7 @@ fn check_valid(uuid: &str, s: &Service) {
 fuzz_target!(|data: &[u8]| {
     RT.block_on(async {
         let registry = empty_registry().await;
-        let router = skydns::api::router(
-            registry.clone(),
-            Arc::new(Metrics::new()),
-            None,
-            &skydns::api::ApiLimits::default(),
-            skydns::readiness::Readiness::ready(),
-        );
+        let router = skydns::fuzzing::api_router(registry.clone());
         for (route, uuid, body) in calls(data).take(6) {
             let (method, path) = match route {
                 Route::Register => (Method::PUT, format!("/skydns/services/{uuid}")),

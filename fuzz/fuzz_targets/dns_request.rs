@@ -25,7 +25,7 @@ use std::{
 use hickory_proto::op::{Message, MessageType};
 use hickory_server::net::xfer::Protocol;
 use libfuzzer_sys::fuzz_target;
-use skydns::DnsHandler;
+use skydns::fuzzing::Handler as DnsHandler;
 use skydns_fuzz::{dns_handler, fixture_registry, runtime};
 
 struct Fixture {

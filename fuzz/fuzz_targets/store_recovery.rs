@@ -21,9 +21,7 @@ use std::{
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use skydns::{
-    Registry,
-    metrics::Metrics,
-    registry::RegistryOptions,
+    fuzzing,
     store::{LOAD_BATCH, RedbStore, Store, StoredService},
 };
 use skydns_api::{Callback, Service};
@@ -201,13 +199,7 @@ fuzz_target!(|damage: Vec<Damage>| {
             "{found} records read from a store holding {}",
             fx.records
         );
-        let options = RegistryOptions {
-            domain: DOMAIN.to_string(),
-            no_expire_ttl: 3600,
-        };
-        if let Ok((registry, report)) =
-            Registry::open(Arc::new(store), options, Arc::new(Metrics::new())).await
-        {
+        if let Ok((registry, report)) = fuzzing::registry(Arc::new(store), DOMAIN).await {
             assert!(report.restored <= read, "restored more than loaded");
             assert!(registry.len() <= read, "registry holds more than loaded");
         }

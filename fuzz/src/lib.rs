@@ -1,13 +1,11 @@
 //! Fixtures shared by the fuzz targets: a runtime, a registry holding a few
 //! services on a `MemoryStore`, and the DNS handler the server builds over it.
 
-use std::{net::IpAddr, sync::Arc};
+use std::sync::Arc;
 
 use skydns::{
-    DnsHandler, Registry,
-    dns::{DnsOptions, Zone, answer::TtlPolicy},
-    metrics::Metrics,
-    registry::RegistryOptions,
+    Registry,
+    fuzzing::{self, Handler as DnsHandler},
     store::MemoryStore,
 };
 use skydns_api::Service;
@@ -25,11 +23,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// An empty registry on a `MemoryStore`, as `skydns` without `-data` has.
 pub async fn empty_registry() -> Registry {
-    let options = RegistryOptions {
-        domain: DOMAIN.to_string(),
-        no_expire_ttl: 3600,
-    };
-    let (registry, _) = Registry::open(Arc::new(MemoryStore), options, Arc::new(Metrics::new()))
+    let (registry, _) = fuzzing::registry(Arc::new(MemoryStore), DOMAIN)
         .await
         .expect("registry on a MemoryStore");
     registry
@@ -102,18 +96,7 @@ pub async fn fixture_registry() -> Registry {
     registry
 }
 
-/// The DNS handler `skydns::start` builds, without a forwarder, answering
-/// recursion-allowed clients in 127.0.0.0/8 only.
+/// The DNS handler `skydns::start` builds, without a forwarder.
 pub fn dns_handler(registry: Registry) -> DnsHandler {
-    let dns_ip: IpAddr = [127, 0, 0, 1].into();
-    let options = DnsOptions {
-        zone: Zone::new(DOMAIN, dns_ip).expect("zone"),
-        round_robin: true,
-        ttl: TtlPolicy {
-            no_expire_ttl: 3600,
-            max_ttl: 0,
-        },
-        allow_recursion: vec!["127.0.0.0/8".parse().expect("net")],
-    };
-    DnsHandler::new(registry, options, Arc::new(Metrics::new()), None)
+    fuzzing::dns_handler(registry, DOMAIN).expect("the fixture domain is a DNS name")
 }

@@ -14,7 +14,7 @@
 //! - [`skydock`]: a skydock process.
 //! - [`stub`]: upstream nameservers on loopback (good and bad ones).
 //! - [`docker`]: containers and images on the real engine.
-//! - [`dns`]: DNS queries and answer readers; [`http`]: raw HTTP requests.
+//! - [`dns`]: DNS queries and answer readers; [`http`](mod@http): raw HTTP requests.
 //! - [`system`]: signals, file descriptors, idle connections, waiting.
 //! - [`browser`]: a headless Chromium for the status page.
 

@@ -11,10 +11,12 @@
 //!   handle with its addresses; [`run`] is the binary's entry.
 //! - [`registry`]: the [`Registry`] (entries, indexes, expiry, callbacks).
 //! - [`store`]: the [`Store`] trait; memory and embedded (redb) backends.
-//! - [`dns`]: the DNS answer path ([`DnsHandler`], record builders, the zone apex).
-//! - [`api`]: HTTP handlers, body validation, error mapping.
-//! - [`metrics`]: Prometheus metrics.
 //! - [`readiness`]: loading or ready, for `GET /ready`.
+//! - `dns/` (private): the DNS answer path — the byte pipeline
+//!   (`dns/handler.rs`), answers under the domain (`authority.rs`), record
+//!   builders (`answer.rs`), the response cache, forwarding, UDP and TCP.
+//! - `api/` (private): the HTTP handlers, body validation, error mapping.
+//! - `metrics` (private): Prometheus metrics, served at `/metrics`.
 //!
 //! # Embedding
 //! ```no_run
@@ -37,18 +39,19 @@
     )
 )]
 
-pub mod api;
+mod api;
 pub mod config;
-pub mod dns;
+mod dns;
 mod error;
-pub mod metrics;
+#[doc(hidden)]
+pub mod fuzzing;
+mod metrics;
 pub mod readiness;
 pub mod registry;
 pub mod server;
 pub mod store;
 
 pub use config::{Cli, Config};
-pub use dns::DnsHandler;
 pub use error::Error;
 pub use registry::{Registry, RegistryError};
 pub use server::{Server, run, start};

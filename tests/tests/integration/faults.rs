@@ -269,7 +269,7 @@ async fn http_connections_beyond_the_cap_are_closed_at_once() {
         .await
         .expect("health");
     let baseline = fds(&sky);
-    let cap = skydns::api::limits::MAX_CONNECTIONS;
+    let cap = skydns::config::limits::MAX_CONNECTIONS;
 
     let idle = open_idle_connections(sky.http, cap + 200, 200).await;
     assert_eq!(idle.len(), cap + 200);

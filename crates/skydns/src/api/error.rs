@@ -12,7 +12,7 @@ use crate::registry::RegistryError;
 
 /// An API failure.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
     field: Option<String>,
@@ -20,7 +20,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// 400 naming `field`.
-    pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_field(field: &str, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -29,7 +29,7 @@ impl ApiError {
     }
 
     /// 400 about the request as a whole.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -38,7 +38,7 @@ impl ApiError {
     }
 
     /// 401.
-    pub fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,
             message: "missing or wrong Authorization header (skydns runs with -secret)".into(),

@@ -8,7 +8,7 @@
 //!   cap is closed at once, so file descriptors stay bounded.
 //! - [`WriteLimiter`] is a token bucket per client address; a write beyond
 //!   it gets 429 with a JSON error and `Retry-After`.
-//! - [`read_body`] reads a write's body within a time limit (408), so a
+//! - `read_body` reads a write's body within a time limit (408), so a
 //!   client that sends headers and then trickles the body cannot hold a
 //!   handler forever.
 //!

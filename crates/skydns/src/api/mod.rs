@@ -31,16 +31,15 @@ use axum::{
     routing::{get, put},
 };
 
-pub use error::ApiError;
 pub use limits::ApiLimits;
-pub use serve::serve;
-pub use starting::Starting;
-pub use status::OPENAPI;
-pub use tls::{TlsFiles, load_tls};
+pub(crate) use serve::serve;
+pub(crate) use starting::Starting;
+pub use tls::TlsFiles;
+pub(crate) use tls::load_tls;
 
 /// Every (method, path) the router serves; the OpenAPI document lists
 /// exactly these (a test holds them equal).
-pub const ROUTES: &[(&str, &str)] = &[
+pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/skydns/services/{uuid}"),
     ("GET", "/skydns/services/{uuid}"),
     ("PATCH", "/skydns/services/{uuid}"),
@@ -62,7 +61,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 use crate::{metrics::Metrics, readiness::Readiness, registry::Registry};
 
 /// Largest accepted request body; larger ones get 413.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -78,7 +77,7 @@ pub(crate) struct AppState {
 /// with it as the password). Writes beyond `limits.write_rate` per client
 /// get 429, a write body not received within `limits.body_read_timeout`
 /// gets 408. `/ready` reports `readiness`.
-pub fn router(
+pub(crate) fn router(
     registry: Registry,
     metrics: Arc<Metrics>,
     secret: Option<String>,
@@ -146,7 +145,8 @@ pub(crate) mod tests {
     }
 
     fn documented() -> BTreeSet<(String, String)> {
-        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let doc: serde_json::Value =
+            serde_json::from_str(status::OPENAPI).expect("openapi.json is JSON");
         let mut out = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for method in ["get", "put", "patch", "delete", "post"] {

@@ -19,7 +19,7 @@ use crate::Error;
 ///
 /// # Errors
 /// [`Error::Io`] when serving fails.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: std::net::TcpListener,
     app: Router,
     tls: Option<RustlsConfig>,

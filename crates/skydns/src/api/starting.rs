@@ -23,7 +23,7 @@ use tower_service::Service;
 
 /// The switch from the starting answers to the real router.
 #[derive(Clone, Default)]
-pub struct Starting {
+pub(crate) struct Starting {
     app: Arc<OnceLock<Router>>,
 }
 
@@ -37,17 +37,17 @@ impl std::fmt::Debug for Starting {
 
 impl Starting {
     /// A switch that answers "starting" until finished.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The router to serve from the start.
-    pub fn router(&self) -> Router {
+    pub(crate) fn router(&self) -> Router {
         Router::new().fallback_service(self.clone())
     }
 
     /// From now on every request goes to `app`.
-    pub fn finish(&self, app: Router) {
+    pub(crate) fn finish(&self, app: Router) {
         let _ = self.app.set(app);
     }
 }

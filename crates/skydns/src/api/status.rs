@@ -25,7 +25,7 @@ pub(super) async fn page() -> Html<&'static str> {
 }
 
 /// The OpenAPI 3 document of the API (the same file as `docs/openapi.json`).
-pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 
 pub(super) async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)

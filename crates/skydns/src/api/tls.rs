@@ -19,7 +19,7 @@ pub struct TlsFiles {
 ///
 /// # Errors
 /// [`Error::Tls`] naming both files when either cannot be read or parsed.
-pub async fn load_tls(files: &TlsFiles) -> Result<RustlsConfig, Error> {
+pub(crate) async fn load_tls(files: &TlsFiles) -> Result<RustlsConfig, Error> {
     RustlsConfig::from_pem_file(&files.cert, &files.key)
         .await
         .map_err(|error| Error::Tls {

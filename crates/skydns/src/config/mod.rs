@@ -20,7 +20,7 @@ use std::{
 use ipnet::IpNet;
 use skydns_api::Secret;
 
-use crate::api::{ApiLimits, TlsFiles};
+pub use crate::api::{ApiLimits, TlsFiles, limits};
 pub use cli::Cli;
 pub use parse::{default_allow_recursion, nameservers as parse_nameservers};
 

@@ -15,7 +15,7 @@ use crate::registry::{Entry, name::pos};
 /// Where a record's TTL comes from. The response cache uses it to recount the
 /// TTL of a stored answer at the moment it is copied out.
 #[derive(Debug, Clone)]
-pub enum TtlSource {
+pub(crate) enum TtlSource {
     /// A fixed TTL.
     Fixed,
     /// The remaining life of a registry entry ([`TtlPolicy::ttl`]).
@@ -26,7 +26,7 @@ pub enum TtlSource {
 
 /// A record and where its TTL comes from.
 #[derive(Debug, Clone)]
-pub struct Rec {
+pub(crate) struct Rec {
     /// The record as answered now.
     pub record: Record,
     /// Where its TTL comes from.
@@ -35,7 +35,7 @@ pub struct Rec {
 
 impl Rec {
     /// A record with a fixed TTL.
-    pub fn fixed(record: Record) -> Self {
+    pub(crate) fn fixed(record: Record) -> Self {
         Self {
             record,
             source: TtlSource::Fixed,
@@ -52,9 +52,9 @@ impl Rec {
 
 /// SRV priority of services in the region asked for (or of all, when no
 /// region is asked).
-pub const PRIORITY_PRIMARY: u16 = 10;
+pub(crate) const PRIORITY_PRIMARY: u16 = 10;
 /// SRV priority of services in other regions, listed for fail-over.
-pub const PRIORITY_FALLBACK: u16 = 20;
+pub(crate) const PRIORITY_FALLBACK: u16 = 20;
 
 /// Per-answer settings.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +78,7 @@ impl TtlPolicy {
 }
 
 /// A/AAAA records (`v6` picks the family) for the entries whose Host is an IP.
-pub fn address_records(
+pub(crate) fn address_records(
     owner: &Name,
     entries: &[Arc<Entry>],
     v6: bool,
@@ -108,7 +108,7 @@ pub fn address_records(
 }
 
 /// The name an IP-host service is reached by: `<uuid>.<domain>.`.
-pub fn uuid_name(entry: &Entry, origin: &Name) -> Option<Name> {
+pub(crate) fn uuid_name(entry: &Entry, origin: &Name) -> Option<Name> {
     let uuid = entry.labels.at(pos::UUID);
     // Registry labels are ASCII already; IDNA mapping only for what the
     // strict ASCII rules refuse (a leading `-`).
@@ -121,7 +121,7 @@ pub fn uuid_name(entry: &Entry, origin: &Name) -> Option<Name> {
 /// SRV records for `primary` (priority 10) and `fallback` (priority 20), each
 /// group splitting a weight of 100 evenly; plus the A/AAAA glue for targets
 /// that are IP hosts.
-pub fn srv_records(
+pub(crate) fn srv_records(
     owner: &Name,
     origin: &Name,
     primary: &[Arc<Entry>],
@@ -169,7 +169,7 @@ pub fn srv_records(
 
 /// PTR records for a reverse name, pointing at each service's full name
 /// (or `<uuid>.<domain>.` when a label of it is empty).
-pub fn ptr_records(
+pub(crate) fn ptr_records(
     owner: &Name,
     origin: &Name,
     entries: &[Arc<Entry>],

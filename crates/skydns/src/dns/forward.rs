@@ -13,26 +13,25 @@
 //! - identical queries in flight are sent upstream once ([`Coalescer`]);
 //! - answers are cached ([`cache`]) with TTLs counted down.
 
-pub mod cache;
+pub(crate) mod cache;
+mod coalesce;
+mod upstream;
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpStream, UdpSocket},
-    sync::broadcast,
-};
+use tokio::sync::broadcast;
 
 use cache::{Cache, CacheKey};
+use coalesce::{Coalescer, Joined};
+use upstream::{tcp_exchange, udp_exchange, upstream_request};
 
 /// Failures in a row after which an upstream is moved to the back.
 const FAILS_BEFORE_BACKOFF: u32 = 2;
@@ -112,95 +111,6 @@ pub enum Outcome {
 struct Health {
     fails: u32,
     down_until: Option<Instant>,
-}
-
-/// A question in flight: its cache key and whether it goes over TCP.
-type FlightKey = (CacheKey, bool);
-
-/// Identical queries in flight: the first asker (the leader) sends, the
-/// others wait for its outcome.
-///
-/// The leader's entry is removed by a drop guard ([`Flight`]), so a leader
-/// whose future is dropped before it is done (its TCP client closed, say)
-/// never leaves the question blocked: its waiters see the channel close and
-/// one of them leads a new attempt. Waiters never wait past the forwarding
-/// deadline either.
-#[derive(Debug, Default)]
-pub struct Coalescer {
-    inflight: Mutex<HashMap<FlightKey, broadcast::Sender<Outcome>>>,
-}
-
-/// What joining the in-flight questions gave: lead the question, or wait.
-enum Joined<'a> {
-    Lead(Flight<'a>),
-    Wait(broadcast::Receiver<Outcome>),
-}
-
-impl Coalescer {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightKey, broadcast::Sender<Outcome>>> {
-        self.inflight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn join(&self, key: FlightKey) -> Joined<'_> {
-        let mut inflight = self.lock();
-        if let Some(tx) = inflight.get(&key) {
-            return Joined::Wait(tx.subscribe());
-        }
-        let (tx, _) = broadcast::channel(1);
-        inflight.insert(key.clone(), tx.clone());
-        Joined::Lead(Flight {
-            coalescer: self,
-            key: Some(key),
-            tx,
-        })
-    }
-
-    /// Questions in flight now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// True when no question is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The leader's hold on a question in flight: [`Flight::finish`] hands the
-/// outcome to the waiters; dropping it unfinished just removes the question
-/// (the waiters' channel closes).
-struct Flight<'a> {
-    coalescer: &'a Coalescer,
-    key: Option<FlightKey>,
-    tx: broadcast::Sender<Outcome>,
-}
-
-impl Flight<'_> {
-    fn finish(mut self, outcome: &Outcome) {
-        self.remove();
-        let _ = self.tx.send(outcome.clone());
-    }
-
-    fn remove(&mut self) {
-        let Some(key) = self.key.take() else {
-            return;
-        };
-        let mut inflight = self.coalescer.lock();
-        if inflight
-            .get(&key)
-            .is_some_and(|tx| tx.same_channel(&self.tx))
-        {
-            inflight.remove(&key);
-        }
-    }
-}
-
-impl Drop for Flight<'_> {
-    fn drop(&mut self) {
-        self.remove();
-    }
 }
 
 /// The forwarder: shared by every DNS task.
@@ -450,88 +360,11 @@ impl Forwarder {
     }
 }
 
-/// The message sent upstream: a random ID, recursion desired, the client's
-/// question and EDNS payload size.
-fn upstream_request(query: &Query, edns: Option<&Edns>) -> Message {
-    let mut msg = Message::new(rand::random(), MessageType::Query, OpCode::Query);
-    msg.metadata.recursion_desired = true;
-    msg.add_query(query.clone());
-    if let Some(client) = edns {
-        let mut e = Edns::new();
-        e.set_max_payload(client.max_payload().max(512));
-        e.set_dnssec_ok(client.flags().dnssec_ok);
-        msg.set_edns(e);
-    }
-    msg
-}
-
-fn invalid(msg: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_string())
-}
-
-/// True when `reply` answers `request`: same ID, a response, same question.
-fn matches(request: &Message, reply: &Message) -> bool {
-    let same_question = match (request.queries.first(), reply.queries.first()) {
-        (Some(q), Some(r)) => {
-            q.query_type() == r.query_type()
-                && q.query_class() == r.query_class()
-                && q.name().eq_ignore_root(r.name())
-                && reply.queries.len() == 1
-        }
-        _ => false,
-    };
-    reply.metadata.id == request.metadata.id
-        && reply.metadata.message_type == MessageType::Response
-        && same_question
-}
-
-async fn udp_exchange(upstream: SocketAddr, request: &Message) -> std::io::Result<Message> {
-    let bind: SocketAddr = if upstream.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let sock = UdpSocket::bind(bind).await?;
-    // Connected: the kernel drops datagrams from other sources, and an ICMP
-    // port-unreachable surfaces as ConnectionRefused at once.
-    sock.connect(upstream).await?;
-    let bytes = request.to_vec().map_err(|e| invalid(&e.to_string()))?;
-    sock.send(&bytes).await?;
-    let mut buf = vec![0u8; MAX_UPSTREAM_UDP];
-    loop {
-        let n = sock.recv(&mut buf).await?;
-        let Some(data) = buf.get(..n) else { continue };
-        match Message::from_vec(data) {
-            Ok(reply) if matches(request, &reply) => return Ok(reply),
-            Ok(_) | Err(_) => {
-                tracing::debug!(%upstream, "dropped a reply that does not match the query (ID or question)");
-            }
-        }
-    }
-}
-
-async fn tcp_exchange(upstream: SocketAddr, request: &Message) -> std::io::Result<Message> {
-    let mut stream = TcpStream::connect(upstream).await?;
-    let bytes = request.to_vec().map_err(|e| invalid(&e.to_string()))?;
-    let len = u16::try_from(bytes.len()).map_err(|_| invalid("query too long"))?;
-    stream.write_all(&len.to_be_bytes()).await?;
-    stream.write_all(&bytes).await?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).await?;
-    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut buf).await?;
-    let reply = Message::from_vec(&buf).map_err(|e| invalid(&e.to_string()))?;
-    if matches(request, &reply) {
-        Ok(reply)
-    } else {
-        Err(invalid("TCP reply does not match the query"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use hickory_proto::rr::{Name, RecordType};
+    use tokio::net::UdpSocket;
 
     /// A forwarder to an upstream that reads and never answers.
     async fn silent_forwarder(timeout: Duration) -> (Forwarder, UdpSocket) {
@@ -571,26 +404,5 @@ mod tests {
             "the waiter took over and failed within the deadline, not forever: {took:?}"
         );
         assert_eq!(fwd.in_flight(), 0);
-    }
-
-    #[test]
-    fn replies_must_match_id_and_question() {
-        let q = Query::query(
-            Name::from_ascii("example.org.").expect("name"),
-            RecordType::A,
-        );
-        let req = upstream_request(&q, None);
-        let mut reply = req.clone();
-        reply.metadata.message_type = MessageType::Response;
-        assert!(matches(&req, &reply));
-        let mut wrong_id = reply.clone();
-        wrong_id.metadata.id = req.metadata.id.wrapping_add(1);
-        assert!(!matches(&req, &wrong_id));
-        let mut wrong_q = reply.clone();
-        wrong_q.queries = vec![Query::query(
-            Name::from_ascii("evil.org.").expect("name"),
-            RecordType::A,
-        )];
-        assert!(!matches(&req, &wrong_q));
     }
 }

@@ -17,27 +17,27 @@
 //! - `response_cache`: encoded UDP answers reused for repeated questions.
 //! - [`udp`], [`tcp`]: the servers; [`zone`]: the apex (SOA, NS).
 
-pub mod answer;
+pub(crate) mod answer;
 mod authority;
 mod encode;
-pub mod forward;
+pub(crate) mod forward;
 mod forwarded;
 mod handler;
 mod reply;
 mod response_cache;
-pub mod tcp;
-pub mod udp;
-pub mod zone;
+pub(crate) mod tcp;
+pub(crate) mod udp;
+pub(crate) mod zone;
 
 use ipnet::IpNet;
 
 use answer::TtlPolicy;
 pub use handler::DnsHandler;
-pub use reply::Step;
-pub use zone::Zone;
+pub(crate) use reply::Step;
+pub(crate) use zone::Zone;
 
 /// Largest UDP payload we advertise and send (RFC 9715's safe 1232 bytes).
-pub const MAX_UDP_PAYLOAD: u16 = 1232;
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// Settings of the DNS side.
 #[derive(Debug, Clone)]

@@ -75,7 +75,7 @@ impl Open {
 
 /// Limits of the TCP listener.
 #[derive(Debug, Clone, Copy)]
-pub struct TcpLimits {
+pub(crate) struct TcpLimits {
     /// Connections open at once; a new one beyond closes the oldest.
     pub max_connections: usize,
     /// A connection idle (no complete message) this long is closed (`-rtimeout`).
@@ -87,7 +87,7 @@ pub struct TcpLimits {
 }
 
 /// Accepts and serves connections until `token` is cancelled.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     handler: DnsHandler,
     limits: TcpLimits,

@@ -21,7 +21,7 @@ use super::{DnsHandler, Step};
 mod batch;
 
 /// How often the thread looks at the cancellation token when idle.
-pub const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// Largest datagram read (larger ones are cut and fail to parse).
 const RECV_BUFFER: usize = 4096;
 /// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`):
@@ -39,7 +39,7 @@ type Forward = (Box<Request>, SocketAddr);
 ///
 /// # Errors
 /// When the socket cannot be made blocking or cloned.
-pub fn spawn<E: Send + 'static>(
+pub(crate) fn spawn<E: Send + 'static>(
     tasks: &mut JoinSet<Result<(), E>>,
     socket: UdpSocket,
     workers: usize,

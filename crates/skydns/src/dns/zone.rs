@@ -10,7 +10,7 @@ use hickory_proto::rr::{
 /// Negative-caching TTL (SOA minimum) and the SOA/NS records' TTL, in seconds.
 /// Short on purpose: a name that appears when a container starts should not
 /// stay NXDOMAIN in a resolver's cache for long.
-pub const NEGATIVE_TTL: u32 = 5;
+pub(crate) const NEGATIVE_TTL: u32 = 5;
 /// TTL of the apex NS record and the name server's address.
 const NS_TTL: u32 = 3600;
 

@@ -2,13 +2,13 @@
 //! DNS reads.
 //!
 //! [`Registry`] is a cheap-to-clone handle (`Arc` inside). Entries live in a
-//! `DashMap` keyed by uuid, with secondary indexes ([`index`]) so that a DNS
+//! `DashMap` keyed by uuid, with secondary indexes (`index`) so that a DNS
 //! look-up touches only the services it could match. Every write goes to the
 //! [`Store`] first and to memory second, so an acknowledged change is durable
 //! and a failed one changes nothing. Writes to different uuids run
 //! concurrently, so the store can commit them together (group commit).
 //! Expiry is exact: readers skip entries whose deadline has passed, and the
-//! reaper task ([`tasks`]) purges them and fires their callbacks.
+//! reaper task (`tasks`) purges them and fires their callbacks.
 //!
 //! # Layout
 //! - this file: the [`Registry`] handle, its state and locking rules, `open`.
@@ -18,7 +18,7 @@
 //! - `callbacks`: attaching callbacks and queueing their deliveries.
 //! - `events`: the change feed (`GET /events`) and recent expiries.
 //! - `restore`: filling the registry from the store at start.
-//! - [`tasks`]: expiry, the heartbeat flush, callback delivery.
+//! - `tasks`: expiry, the heartbeat flush, callback delivery.
 //! - [`name`]: services ↔ DNS names and query patterns; `validate`: input checks.
 
 mod callbacks;

@@ -17,10 +17,12 @@
 //! freed stayed in the allocator (docs/performance.md).
 
 mod memory;
-mod redb_store;
+mod redb;
 
 pub use memory::MemoryStore;
-pub use redb_store::{FILE_NAME, RedbStore};
+pub use redb::{FILE_NAME, RedbStore};
+
+use std::{path::PathBuf, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use skydns_api::{Callback, Service};
@@ -55,9 +57,68 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// The database engine failed (disk full, read-only, damaged file).
-    #[error("store: {0}")]
-    Backend(String),
+    /// The database file could not be opened for another reason than damage
+    /// (another skydns holds it, permission denied, read-only file system).
+    #[error("store: cannot open {}: {reason}{hint}", file.display())]
+    File {
+        /// The database file.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+        /// What to check, when a likely cause is known.
+        hint: &'static str,
+    },
+    /// A new, empty database could not be created in place of a damaged one.
+    #[error("store: cannot create a new store at {}: {reason}", file.display())]
+    Create {
+        /// The database file.
+        file: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A damaged file could not be renamed out of the way.
+    #[error("store: {} is damaged and cannot be moved aside to {}: {error}", file.display(), aside.display())]
+    MoveAside {
+        /// The damaged file.
+        file: PathBuf,
+        /// Where it was to go.
+        aside: PathBuf,
+        /// Why.
+        error: Arc<std::io::Error>,
+    },
+    /// The records recovered from a damaged file could not be written to
+    /// the new one.
+    #[error("store: cannot rewrite the registrations recovered from {} to {}: {reason}", aside.display(), file.display())]
+    Rewrite {
+        /// The new file.
+        file: PathBuf,
+        /// The damaged file, moved aside.
+        aside: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A write failed (disk full, read-only, I/O error); nothing of it was kept.
+    #[error("store: cannot write to {}: {error}", file.display())]
+    Write {
+        /// The database file.
+        file: PathBuf,
+        /// What the engine said.
+        error: Arc<EngineError>,
+    },
+    /// The database could not be reopened after an earlier failure.
+    #[error("store: cannot reopen {}: {error}", file.display())]
+    Reopen {
+        /// The database file.
+        file: PathBuf,
+        /// What the engine said.
+        error: Arc<EngineError>,
+    },
+    /// The store's thread is not there to take the request.
+    #[error("store: the store thread {0}")]
+    Thread(String),
+    /// A load whose receiver went away before the end.
+    #[error("store: the store load was abandoned: nothing receives its records")]
+    Abandoned,
     /// A stored record could not be decoded.
     #[error("stored record {key:?} is damaged: {reason}")]
     Corrupt {
@@ -67,6 +128,39 @@ pub enum StoreError {
         reason: String,
     },
 }
+
+/// What the embedded database engine failed with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// redb's own error (I/O, damage, a transaction or table error).
+    #[error(transparent)]
+    Redb(#[from] ::redb::Error),
+    /// A record could not be encoded.
+    #[error("cannot encode a record: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The engine panicked (a damaged file seen by its assertions).
+    #[error("the database engine failed")]
+    Panicked,
+}
+
+/// redb's error types, each into [`EngineError`] through `redb::Error`.
+macro_rules! engine_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for EngineError {
+            fn from(e: $t) -> Self {
+                Self::Redb(e.into())
+            }
+        }
+    )*};
+}
+engine_from!(
+    ::redb::DatabaseError,
+    ::redb::TransactionError,
+    ::redb::TableError,
+    ::redb::StorageError,
+    ::redb::CommitError
+);
 
 /// What [`Store::load`] found besides the records it handed over: the keys
 /// that could not be read and the store-wide losses.

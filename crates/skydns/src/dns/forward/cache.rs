@@ -25,7 +25,7 @@ use hickory_proto::{
 
 /// What a cached answer is filed under: lowercase name, type, class.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
+pub(crate) struct CacheKey {
     name: String,
     qtype: RecordType,
     class: DNSClass,
@@ -33,7 +33,7 @@ pub struct CacheKey {
 
 impl CacheKey {
     /// The key of `query`.
-    pub fn of(query: &Query) -> Self {
+    pub(crate) fn of(query: &Query) -> Self {
         Self {
             name: query.name().to_lowercase().to_ascii(),
             qtype: query.query_type(),
@@ -59,7 +59,7 @@ struct Inner {
 
 /// A bounded TTL cache of upstream answers.
 #[derive(Debug)]
-pub struct Cache {
+pub(crate) struct Cache {
     capacity: usize,
     max_ttl: u32,
     inner: Mutex<Inner>,
@@ -67,7 +67,7 @@ pub struct Cache {
 
 impl Cache {
     /// A cache of at most `capacity` answers (0: disabled) and `max_ttl` seconds.
-    pub fn new(capacity: usize, max_ttl: u32) -> Self {
+    pub(crate) fn new(capacity: usize, max_ttl: u32) -> Self {
         Self {
             capacity,
             max_ttl,
@@ -82,17 +82,12 @@ impl Cache {
     }
 
     /// Entries held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().map.len()
     }
 
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The cached answer for `key` with TTLs counted down, if still fresh.
-    pub fn get(&self, key: &CacheKey) -> Option<Message> {
+    pub(crate) fn get(&self, key: &CacheKey) -> Option<Message> {
         if self.capacity == 0 {
             return None;
         }
@@ -120,7 +115,7 @@ impl Cache {
     /// cache's maximum, not counted down), when it was stored and when it
     /// expires; `None` when absent or stale. What a client sees at `t` is each
     /// TTL minus the whole seconds since `stored`, as [`Cache::get`] gives.
-    pub fn get_timed(&self, key: &CacheKey) -> Option<(Message, Instant, Instant)> {
+    pub(crate) fn get_timed(&self, key: &CacheKey) -> Option<(Message, Instant, Instant)> {
         if self.capacity == 0 {
             return None;
         }
@@ -145,7 +140,7 @@ impl Cache {
     }
 
     /// Caches `message` under `key` for as long as its records allow.
-    pub fn insert(&self, key: CacheKey, message: &Message) {
+    pub(crate) fn insert(&self, key: CacheKey, message: &Message) {
         if self.capacity == 0 {
             return;
         }
@@ -181,7 +176,7 @@ impl Cache {
 
 /// How long `message` may be cached: the smallest answer TTL for a positive
 /// answer; min(SOA TTL, SOA minimum) for NXDOMAIN/NODATA; never for errors.
-pub fn cache_ttl(message: &Message) -> Option<u32> {
+pub(crate) fn cache_ttl(message: &Message) -> Option<u32> {
     let rcode = message.metadata.response_code;
     let negative = rcode == ResponseCode::NXDomain
         || (rcode == ResponseCode::NoError && message.answers.is_empty());
