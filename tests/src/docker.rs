@@ -269,6 +269,16 @@ impl Container {
         }
     }
 
+    /// A handle on a container the test did not start itself (one that
+    /// `skydock rollout` started, say), so that it is removed on drop too.
+    pub fn adopt(id: &str, name: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            name: name.trim_start_matches('/').to_string(),
+            removed: false,
+        }
+    }
+
     /// The first 10 characters of the ID (skydock's default UUID).
     pub fn short_id(&self) -> &str {
         self.id.get(..10).unwrap_or(&self.id)

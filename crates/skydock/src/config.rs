@@ -43,12 +43,16 @@ pub struct Cli {
     /// Heartbeat interval in seconds (default: TTL - TTL/4, at least a second short of the TTL).
     #[arg(long, env = "SKYDOCK_BEAT", default_value_t = 0)]
     pub beat: u64,
-    /// Concurrent HTTP calls to skydns.
-    #[arg(long, env = "SKYDOCK_WORKERS", default_value_t = 3)]
+    /// Registry calls in flight at once (registrations and removals; heartbeats as many again).
+    #[arg(long, env = "SKYDOCK_WORKERS", default_value_t = 8)]
     pub workers: usize,
     /// JavaScript plugin file (the original's `createService(container)` contract).
     #[arg(long, env = "SKYDOCK_PLUGINS")]
     pub plugins: Option<String>,
+    /// Time budget of one plugin call (`500ms`, `2s`; a bare number is seconds): past it the
+    /// script is interrupted and the container skipped.
+    #[arg(long, env = "SKYDOCK_PLUGIN_TIMEOUT", default_value = "1s")]
+    pub plugin_timeout: String,
     /// Register the container's IP on this Docker network (default: its first).
     #[arg(long, env = "SKYDOCK_NETWORK")]
     pub network: Option<String>,
@@ -109,12 +113,15 @@ pub struct Config {
     pub beat: Duration,
     /// Reconcile interval.
     pub resync: Duration,
-    /// Concurrent heartbeats.
+    /// Registry calls in flight at once: the sync pool's size, and the
+    /// heartbeats' (a separate bound, so beats never wait behind a backlog).
     pub workers: usize,
     /// Remove registrations on exit.
     pub deregister_on_exit: bool,
     /// Plugin file.
     pub plugins: Option<String>,
+    /// Time budget of one plugin call.
+    pub plugin_timeout: Duration,
     /// Control endpoint address (`None`: off).
     pub http: Option<std::net::SocketAddr>,
 }
@@ -168,6 +175,19 @@ impl Config {
         let owner = cli
             .owner
             .unwrap_or_else(|| format!("skydock@{}", hostname()));
+        if owner.trim().is_empty() {
+            return Err(Error::Config(
+                "-owner must not be empty: it is how this agent tells its registrations from others'".into(),
+            ));
+        }
+        let plugin_timeout = parse_duration(&cli.plugin_timeout)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "-plugin-timeout {:?}: give a positive duration such as 500ms or 2s",
+                    cli.plugin_timeout
+                ))
+            })?;
         let http = match cli.http.as_str() {
             "" | "off" | "none" => None,
             addr => Some(addr.parse().map_err(|_| {
@@ -193,9 +213,26 @@ impl Config {
             workers: cli.workers.max(1),
             deregister_on_exit: cli.deregister_on_exit,
             plugins: cli.plugins,
+            plugin_timeout,
             http,
         })
     }
+}
+
+/// `250ms`, `2s`, `1.5s` or a bare number of seconds.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (number, scale) = if let Some(ms) = s.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(secs) = s.strip_suffix('s') {
+        (secs, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    (value.is_finite() && value >= 0.0)
+        .then(|| Duration::try_from_secs_f64(value * scale).ok())
+        .flatten()
 }
 
 fn hostname() -> String {
@@ -270,5 +307,20 @@ mod tests {
         );
         assert_eq!(c.beat, Duration::from_secs(5));
         assert!(c.deregister_on_exit);
+    }
+
+    #[test]
+    fn plugin_timeout_takes_durations_and_refuses_nonsense() {
+        let t = |v: &str| {
+            parse(&["-skydns", "127.0.0.1:8080", "-plugin-timeout", v]).map(|c| c.plugin_timeout)
+        };
+        assert_eq!(t("250ms").expect("parses"), Duration::from_millis(250));
+        assert_eq!(t("2s").expect("parses"), Duration::from_secs(2));
+        assert_eq!(t("1.5").expect("parses"), Duration::from_millis(1500));
+        assert!(t("0").is_err());
+        assert!(t("soon").is_err());
+        let c = parse(&["-skydns", "127.0.0.1:8080"]).expect("parses");
+        assert_eq!(c.plugin_timeout, Duration::from_secs(1));
+        assert_eq!(c.workers, 8);
     }
 }

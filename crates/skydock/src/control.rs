@@ -46,6 +46,13 @@ pub struct AgentMetrics {
     pub heartbeat_failures: Counter,
     /// Fixes made by reconciles (stale removed, lost re-registered).
     pub reconcile_fixes: Counter,
+    /// uuids with a registry call due or under way (registrations and
+    /// removals not yet confirmed by skydns).
+    pub pending: Gauge,
+    /// uuids this agent wants that another owner holds: left alone.
+    pub foreign: Gauge,
+    /// Containers skipped because the plugin ran out of its time budget.
+    pub plugin_timeouts: Counter,
 }
 
 impl Default for AgentMetrics {
@@ -69,12 +76,32 @@ impl Default for AgentMetrics {
             "Stale or lost registrations fixed by reconcile",
             reconcile_fixes.clone(),
         );
+        let (pending, foreign, plugin_timeouts) =
+            (Gauge::default(), Gauge::default(), Counter::default());
+        registry.register(
+            "sync_pending",
+            "Registrations and removals not yet confirmed by skydns",
+            pending.clone(),
+        );
+        registry.register(
+            "foreign_registrations",
+            "uuids this agent wants that another owner holds (left alone)",
+            foreign.clone(),
+        );
+        registry.register(
+            "plugin_timeouts",
+            "Containers skipped because the plugin ran past -plugin-timeout",
+            plugin_timeouts.clone(),
+        );
         Self {
             registry,
             events,
             registrations,
             heartbeat_failures,
             reconcile_fixes,
+            pending,
+            foreign,
+            plugin_timeouts,
         }
     }
 }

@@ -64,6 +64,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), Error> 
         Some(path) => Some(std::sync::Arc::new(plugins::Plugin::load(
             path,
             &config.defaults,
+            config.plugin_timeout,
         )?)),
         None => None,
     };

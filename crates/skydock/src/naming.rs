@@ -9,8 +9,10 @@
 //!   `DNS_ENVIRONMENT`, `DNS_TTL`, `SERVICE_NAME`, `SERVICE_<port>_NAME`,
 //!   `SERVICE_IGNORE`.
 //! - One registration per port: published host ports, else exposed ports,
-//!   else 80. UUID = the first 10 characters of the container id, with
-//!   `-<port>` appended when there are several ports.
+//!   else 80. UUID = the first 10 characters of the container id for the
+//!   lowest port (the original's one registration, so scripts that
+//!   `GET /skydns/services/<id10>` keep working), `<id10>-<port>` for each
+//!   other port.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -206,18 +208,19 @@ pub fn registrations(c: &ContainerInfo, defaults: &Defaults) -> Result<Vec<Regis
         None => defaults.ttl,
     };
     let short_id: String = c.id.chars().take(10).collect();
+    // Sorted by registered port: the first is the original Skydock's one.
     let ports = c.ports();
-    let several = ports.len() > 1;
     Ok(ports
         .into_iter()
-        .map(|(container_port, port)| {
+        .enumerate()
+        .map(|(i, (container_port, port))| {
             let name = c
                 .setting_nonempty(&format!("SERVICE_{container_port}_NAME"))
                 .unwrap_or_else(|| name.clone());
-            let uuid = if several {
-                format!("{short_id}-{port}")
-            } else {
+            let uuid = if i == 0 {
                 short_id.clone()
+            } else {
+                format!("{short_id}-{port}")
             };
             Registration {
                 uuid,
@@ -294,12 +297,23 @@ mod tests {
             .iter()
             .map(|r| (r.uuid.as_str(), r.service.port))
             .collect();
-        assert_eq!(got, [("0123456789-6379", 6379), ("0123456789-8080", 8080)]);
-        c.published = vec![(6379, 49153), (8080, 49154)];
+        // The lowest port keeps the original Skydock's uuid, the id's first 10 characters.
+        assert_eq!(got, [("0123456789", 6379), ("0123456789-8080", 8080)]);
+        // Published host ports sort by host port, whatever the container ports.
+        c.published = vec![(8080, 49153), (6379, 49154)];
         c.labels.insert("SERVICE_8080_NAME".into(), "admin".into());
         let r = registrations(&c, &defaults()).expect("registered");
-        assert_eq!(r[0].service.port, 49153);
-        assert_eq!(r[1].service.name, "admin");
+        let got: Vec<(&str, u16, &str)> = r
+            .iter()
+            .map(|r| (r.uuid.as_str(), r.service.port, r.service.name.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("0123456789", 49153, "admin"),
+                ("0123456789-49154", 49154, "redis")
+            ]
+        );
     }
 
     /// Fuzz finding (docker_mapping): a published host port or an exposed

@@ -7,6 +7,18 @@
 //! `cleanImageName()` and `removeSlash()`, and returns
 //! `{Port, Environment, TTL, Service, Instance, Host}`. A plugin error is
 //! reported with the plugin's file and line; the caller skips that container.
+//!
+//! Every evaluation has a time budget (`-plugin-timeout`): QuickJS's
+//! interrupt handler stops a script that runs past it (`while (true) {}`),
+//! so one bad plugin can only cost its budget per container, never the agent.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use serde::Deserialize;
 use skydns_api::Service;
@@ -28,6 +40,35 @@ function cleanImageName(name) {
 }
 "#;
 
+/// Memory one evaluation may use.
+const MEMORY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// The default time budget of one evaluation (`-plugin-timeout`).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(1);
+
+/// Why a plugin gave no registration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The script ran past its time budget and was interrupted.
+    #[error("{file}: ran longer than its {budget:?} budget (-plugin-timeout) and was interrupted")]
+    Timeout {
+        /// The plugin file.
+        file: String,
+        /// The budget it ran out of.
+        budget: Duration,
+    },
+    /// The script threw, or returned something unusable (file and line when known).
+    #[error("{0}")]
+    Script(String),
+}
+
+impl From<String> for PluginError {
+    fn from(s: String) -> Self {
+        Self::Script(s)
+    }
+}
+
 /// A loaded plugin file.
 #[derive(Debug, Clone)]
 pub struct Plugin {
@@ -35,6 +76,9 @@ pub struct Plugin {
     source: String,
     environment: String,
     ttl: u32,
+    /// How long one evaluation (loading the file and calling
+    /// `createService`) may run before it is interrupted.
+    budget: Duration,
 }
 
 /// What `createService` returns.
@@ -65,12 +109,13 @@ fn number(v: &serde_json::Value) -> Option<u64> {
 }
 
 impl Plugin {
-    /// Loads and checks `path` (syntax errors are reported here, with the line).
+    /// Loads and checks `path` (syntax errors are reported here, with the
+    /// line); every later evaluation may run for `budget`.
     ///
     /// # Errors
-    /// [`Error::Config`] when the file cannot be read, does not parse, or
-    /// defines no `createService`.
-    pub fn load(path: &str, defaults: &Defaults) -> Result<Self, Error> {
+    /// [`Error::Config`] when the file cannot be read, does not parse, runs
+    /// past `budget` at load, or defines no `createService`.
+    pub fn load(path: &str, defaults: &Defaults, budget: Duration) -> Result<Self, Error> {
         let source = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("-plugins {path}: cannot read: {e}")))?;
         let plugin = Self {
@@ -78,6 +123,7 @@ impl Plugin {
             source,
             environment: defaults.environment.clone(),
             ttl: defaults.ttl,
+            budget,
         };
         plugin
             .with_context(|ctx| {
@@ -91,18 +137,40 @@ impl Plugin {
                     Err("defines no function createService(container)".to_string())
                 }
             })
-            .map_err(|e| Error::Config(format!("-plugins {path}: {e}")))?;
+            .map_err(|e| match e {
+                PluginError::Timeout { .. } => Error::Config(format!("-plugins {e}")),
+                PluginError::Script(e) => Error::Config(format!("-plugins {path}: {e}")),
+            })?;
         Ok(plugin)
     }
 
+    /// The time budget of one evaluation.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// Runs the prelude, the file and then `f` in a fresh runtime, all within
+    /// the time budget.
     fn with_context<T>(
         &self,
         f: impl FnOnce(&rquickjs::Ctx<'_>) -> Result<T, String>,
-    ) -> Result<T, String> {
+    ) -> Result<T, PluginError> {
         let rt = rquickjs::Runtime::new().map_err(|e| e.to_string())?;
-        rt.set_memory_limit(32 * 1024 * 1024);
+        rt.set_memory_limit(MEMORY_LIMIT);
+        // QuickJS calls this every few thousand instructions; `true` stops
+        // the script with an uncatchable "interrupted" exception.
+        let deadline = Instant::now() + self.budget;
+        let overran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&overran);
+        rt.set_interrupt_handler(Some(Box::new(move || {
+            let over = Instant::now() >= deadline;
+            if over {
+                flag.store(true, Ordering::Relaxed);
+            }
+            over
+        })));
         let ctx = rquickjs::Context::full(&rt).map_err(|e| e.to_string())?;
-        ctx.with(|ctx| {
+        let result = ctx.with(|ctx| {
             let globals = format!(
                 "var defaultEnvironment = {}; var defaultTTL = {};\n{PRELUDE}",
                 serde_json::Value::String(self.environment.clone()),
@@ -115,21 +183,29 @@ impl Plugin {
             ctx.eval_with_options::<(), _>(self.source.clone(), opts)
                 .map_err(|e| describe(&ctx, e, &self.path))?;
             f(&ctx)
-        })
+        });
+        if overran.load(Ordering::Relaxed) {
+            return Err(PluginError::Timeout {
+                file: self.path.clone(),
+                budget: self.budget,
+            });
+        }
+        Ok(result?)
     }
 
     /// Calls `createService` for one container.
     ///
     /// # Errors
-    /// The plugin's exception (with file and line) or a description of what
-    /// its result lacks.
+    /// [`PluginError::Timeout`] when it runs past its budget;
+    /// [`PluginError::Script`] with the plugin's exception (file and line) or
+    /// a description of what its result lacks.
     pub fn registration(
         &self,
         container: &serde_json::Value,
         defaults: &Defaults,
-    ) -> Result<Registration, String> {
+    ) -> Result<Registration, PluginError> {
         let input = plugin_view(container, defaults);
-        let text = serde_json::to_string(&input).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string(&input).map_err(|e| PluginError::Script(e.to_string()))?;
         let out = self.with_context(|ctx| {
             let f: rquickjs::Function<'_> = ctx
                 .globals()
@@ -149,14 +225,22 @@ impl Plugin {
         })?;
         let created: Created = serde_json::from_str(&out)
             .map_err(|e| format!("{}: createService returned {out}: {e}", self.path))?;
+        self.registration_from(created, container, defaults)
+    }
+
+    fn registration_from(
+        &self,
+        created: Created,
+        container: &serde_json::Value,
+        defaults: &Defaults,
+    ) -> Result<Registration, PluginError> {
         let id = container
             .get("Id")
             .and_then(|v| v.as_str())
             .unwrap_or_default();
-        let host = created
-            .host
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("{}: createService returned no Host", self.path))?;
+        let host = created.host.filter(|h| !h.is_empty()).ok_or_else(|| {
+            PluginError::Script(format!("{}: createService returned no Host", self.path))
+        })?;
         let port = number(&created.port)
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p > 0)
@@ -315,7 +399,8 @@ mod tests {
 
     #[test]
     fn default_js_equals_the_built_in_mapping() {
-        let p = Plugin::load(&plugin_path("default.js"), &defaults()).expect("loads");
+        let p =
+            Plugin::load(&plugin_path("default.js"), &defaults(), DEFAULT_BUDGET).expect("loads");
         for published in [true, false] {
             let from_js = p
                 .registration(&inspect(&[], published), &defaults())
@@ -337,7 +422,8 @@ mod tests {
 
     #[test]
     fn container_env_js_equals_the_built_in_overrides() {
-        let p = Plugin::load(&plugin_path("containerEnv.js"), &defaults()).expect("loads");
+        let p = Plugin::load(&plugin_path("containerEnv.js"), &defaults(), DEFAULT_BUDGET)
+            .expect("loads");
         let env = [
             "DNS_SERVICE=cache",
             "DNS_INSTANCE=c1",
@@ -371,16 +457,65 @@ mod tests {
             "function createService(c) {\n  return c.Nope.Deeper;\n}\n",
         )
         .expect("write");
-        let p = Plugin::load(bad.to_str().expect("utf8"), &defaults()).expect("loads");
+        let p =
+            Plugin::load(bad.to_str().expect("utf8"), &defaults(), DEFAULT_BUDGET).expect("loads");
         let err = p
             .registration(&inspect(&[], false), &defaults())
-            .expect_err("throws");
+            .expect_err("throws")
+            .to_string();
         assert!(err.contains("bad.js:2"), "{err}");
         let syntax = dir.join("syntax.js");
         std::fs::write(&syntax, "function createService(c) {\n  return {;\n}\n").expect("write");
-        assert!(Plugin::load(syntax.to_str().expect("utf8"), &defaults()).is_err());
+        assert!(Plugin::load(syntax.to_str().expect("utf8"), &defaults(), DEFAULT_BUDGET).is_err());
         let none = dir.join("none.js");
         std::fs::write(&none, "var x = 1;\n").expect("write");
-        assert!(Plugin::load(none.to_str().expect("utf8"), &defaults()).is_err());
+        assert!(Plugin::load(none.to_str().expect("utf8"), &defaults(), DEFAULT_BUDGET).is_err());
+    }
+
+    #[test]
+    fn a_looping_plugin_is_interrupted_at_its_budget() {
+        let dir = tempfile_dir("loop");
+        let looping = dir.join("loop.js");
+        std::fs::write(
+            &looping,
+            "function createService(c) {\n  if (c.Name.indexOf('loop') >= 0) { while (true) {} }\n  return {Host: '10.0.0.1'};\n}\n",
+        )
+        .expect("write");
+        let budget = Duration::from_millis(200);
+        let p = Plugin::load(looping.to_str().expect("utf8"), &defaults(), budget).expect("loads");
+        let mut looper = inspect(&[], false);
+        looper["Name"] = "/loop-1".into();
+        let started = Instant::now();
+        let err = p
+            .registration(&looper, &defaults())
+            .expect_err("interrupted");
+        assert!(matches!(err, PluginError::Timeout { .. }), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // The next container maps normally: every call has a fresh runtime and budget.
+        let fine = p
+            .registration(&inspect(&[], false), &defaults())
+            .expect("maps");
+        assert_eq!(fine.service.host, "10.0.0.1");
+        // A file that loops at load time is refused at start.
+        let at_load = dir.join("at_load.js");
+        std::fs::write(
+            &at_load,
+            "for (;;) {}\nfunction createService(c) { return {}; }\n",
+        )
+        .expect("write");
+        let e = Plugin::load(at_load.to_str().expect("utf8"), &defaults(), budget)
+            .expect_err("refused");
+        assert!(e.to_string().contains("budget"), "{e}");
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("skydock-plugin-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
     }
 }

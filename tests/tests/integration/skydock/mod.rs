@@ -8,6 +8,12 @@
 //! registers the containers of the tests running next to it: a test only ever
 //! asks for the names of its own containers (their names are unique).
 //! Containers are removed when their handles drop.
+//!
+//! By topic: this file (start and stop, heartbeats, reconcile, mapping,
+//! plugins, connections), `ownership` (two agents on one engine),
+//! `plugin_budget` (a plugin that never returns), `stalls` (a skydns that
+//! stops answering; what reconcile reads), `rollout` (`skydock rollout`
+//! starts replicas like the old ones).
 
 use std::{
     path::{Path, PathBuf},
@@ -33,6 +39,11 @@ use tokio::{
     process::{Child, Command},
     task::{JoinHandle, JoinSet},
 };
+
+mod ownership;
+mod plugin_budget;
+mod rollout;
+mod stalls;
 
 /// Prefix of every container of this module.
 const PREFIX: &str = "skt-dock";
@@ -98,9 +109,14 @@ impl Rig {
 }
 
 async fn start_dock(sky: &SkyDns, env: &str, owner: &str, args: &[&str]) -> SkyDock {
+    start_dock_at(&sky.url(), env, owner, args).await
+}
+
+/// Like [`start_dock`], with skydns at `url` (a tap in front of it, say).
+async fn start_dock_at(url: &str, env: &str, owner: &str, args: &[&str]) -> SkyDock {
     let mut all = vec!["-environment", env, "-owner", owner];
     all.extend_from_slice(args);
-    SkyDock::start(&sky.url(), &all).await
+    SkyDock::start(url, &all).await
 }
 
 /// Whatever has a log to show when a check fails (read at failure time).
@@ -853,15 +869,71 @@ async fn several_exposed_ports_give_one_srv_each_and_one_address() {
         .into_iter()
         .map(|(_, _, port, target)| (port, target))
         .collect();
-    let want: Vec<(u16, String)> = [7001u16, 7002, 8080]
-        .iter()
-        .map(|p| (*p, format!("{}-{p}.skydns.local.", c.short_id())))
-        .collect();
+    // The lowest port keeps the original Skydock's uuid (the id's first 10
+    // characters); each other port is `<id10>-<port>`.
+    let id10 = c.short_id();
+    let want: Vec<(u16, String)> = vec![
+        (7001, format!("{id10}.skydns.local.")),
+        (7002, format!("{id10}-7002.skydns.local.")),
+        (8080, format!("{id10}-8080.skydns.local.")),
+    ];
     let mut got_sorted = got.clone();
     got_sorted.sort();
     assert_eq!(got_sorted, want, "{msg:?}");
     // One address, not one per port.
-    assert_eq!(lookup(&rig.sky, &name).await.1, [ip]);
+    assert_eq!(lookup(&rig.sky, &name).await.1, std::slice::from_ref(&ip));
+    // What scripts written for Skydock do: GET the container's short id.
+    let reg = rig
+        .sky
+        .client
+        .get_service(id10)
+        .await
+        .unwrap_or_else(|e| panic!("GET /skydns/services/{id10}: {e}"));
+    assert_eq!((reg.port, reg.host.as_str()), (7001, ip.as_str()));
+    assert_eq!(reg.version, c.name);
+}
+
+#[tokio::test]
+async fn several_published_ports_keep_the_short_id_on_the_lowest_host_port() {
+    let rig = Rig::start(&[]).await;
+    let c = Container::run(
+        PREFIX,
+        BUSYBOX,
+        &[
+            "--expose",
+            "7001",
+            "-p",
+            "127.0.0.1::7001",
+            "-p",
+            "127.0.0.1::8080",
+        ],
+        &[],
+    )
+    .await;
+    let mut host_ports = vec![
+        c.host_port("7001/tcp").await.expect("7001 published"),
+        c.host_port("8080/tcp").await.expect("8080 published"),
+    ];
+    host_ports.sort_unstable();
+    let name = rig.name(&c);
+    rig.resolves(&name, &c.ip().await, APPEAR).await;
+    expect_srv_ports(&rig.sky, &rig.dock, &name, &host_ports, APPEAR).await;
+    let id10 = c.short_id();
+    let plain = rig
+        .sky
+        .client
+        .get_service(id10)
+        .await
+        .expect("the short id");
+    assert_eq!(plain.port, host_ports[0], "the lowest published host port");
+    let other = format!("{id10}-{}", host_ports[1]);
+    let second = rig
+        .sky
+        .client
+        .get_service(&other)
+        .await
+        .expect("the other port");
+    assert_eq!(second.port, host_ports[1]);
 }
 
 #[tokio::test]

@@ -3,8 +3,9 @@
 //!
 //! 1. find the running containers of the service (by the same mapping the
 //!    agent uses);
-//! 2. start `--replicas` new containers with the old ones' settings and the
-//!    new image;
+//! 2. start `--replicas` new containers with the first old one's settings
+//!    (its `docker inspect`, less what its image brought: [`replica`]) and
+//!    the new image;
 //! 3. wait until each is healthy (its HEALTHCHECK, else a TCP connect to its
 //!    port) and answers in skydns; if one is not within `--timeout`, remove the
 //!    new ones and leave the old ones serving untouched;
@@ -12,11 +13,13 @@
 //!    and wait the drain time (answer TTL + resolver cache);
 //! 5. stop the old ones gracefully and remove them.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+mod replica;
+
+use std::{net::SocketAddr, time::Duration};
 
 use bollard::{
     Docker,
-    models::{ContainerCreateBody, HostConfig},
+    models::ImageConfig,
     query_parameters::{CreateContainerOptions, RemoveContainerOptions, StopContainerOptions},
 };
 use clap::Parser;
@@ -119,9 +122,13 @@ pub async fn run(cli: RolloutCli) -> Result<(), Error> {
         .inspect_container(&first.id, None)
         .await
         .map_err(|e| Error::Docker(format!("cannot inspect {}: {e}", first.name)))?;
+    let old_image = old_image_config(&docker, &template).await;
+    // Checked before anything starts: a setting that cannot be copied stops
+    // the rollout with the old containers untouched.
+    replica::create_body(&template, old_image.as_ref(), &cli.image).map_err(Error::Rollout)?;
     let mut new_ids = Vec::new();
     for _ in 0..replicas {
-        match start_like(&docker, &template, &cli).await {
+        match start_like(&docker, &template, old_image.as_ref(), &cli).await {
             Ok(id) => new_ids.push(id),
             Err(e) => {
                 remove_all(&docker, &new_ids).await;
@@ -214,49 +221,34 @@ async fn find_service(
     Ok(out)
 }
 
+/// The config of the image `template` runs, to tell what it brought from
+/// what was given at `docker run`; `None` (copy everything) when the image
+/// cannot be inspected.
+async fn old_image_config(
+    docker: &Docker,
+    template: &bollard::models::ContainerInspectResponse,
+) -> Option<ImageConfig> {
+    let image = template.image.as_deref()?;
+    match docker.inspect_image(image).await {
+        Ok(i) => i.config,
+        Err(e) => {
+            tracing::warn!(image, error = %e, "cannot inspect the old image: copying every setting, image defaults included");
+            None
+        }
+    }
+}
+
 /// Creates and starts a container like `template` but from the new image.
 async fn start_like(
     docker: &Docker,
     template: &bollard::models::ContainerInspectResponse,
+    old_image: Option<&ImageConfig>,
     cli: &RolloutCli,
 ) -> Result<String, Error> {
-    let config = template.config.clone().unwrap_or_default();
-    let host = template.host_config.clone().unwrap_or_default();
-    let labels: HashMap<String, String> = config
-        .labels
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("com.docker.compose."))
-        .chain([("skydock.rollout".to_string(), cli.image.clone())])
-        .collect();
-    let networks: Vec<String> = template
-        .network_settings
-        .as_ref()
-        .and_then(|n| n.networks.as_ref())
-        .map(|n| {
-            let mut v: Vec<String> = n.keys().cloned().collect();
-            v.sort();
-            v
-        })
-        .unwrap_or_default();
+    let body = replica::create_body(template, old_image, &cli.image).map_err(Error::Rollout)?;
+    let networks = replica::networks(template);
     let suffix: String = format!("{:06x}", rand_suffix());
     let name = format!("{}-{suffix}", cli.service);
-    let body = ContainerCreateBody {
-        image: Some(cli.image.clone()),
-        env: config.env,
-        labels: Some(labels),
-        exposed_ports: config.exposed_ports,
-        // Keep the old ones' stop behaviour (compose's stop_grace_period
-        // lands here): the drain condition depends on it.
-        stop_signal: config.stop_signal,
-        stop_timeout: config.stop_timeout,
-        host_config: Some(HostConfig {
-            network_mode: networks.first().cloned().or(host.network_mode),
-            restart_policy: host.restart_policy,
-            ..HostConfig::default()
-        }),
-        ..ContainerCreateBody::default()
-    };
     let opts = CreateContainerOptions {
         name: Some(name.clone()),
         ..CreateContainerOptions::default()
@@ -274,10 +266,10 @@ async fn start_like(
             tracing::warn!(network = %extra, error = %e, "cannot connect the new container");
         }
     }
-    docker
-        .start_container(&created.id, None)
-        .await
-        .map_err(|e| Error::Rollout(format!("cannot start {name}: {e}")))?;
+    if let Err(e) = docker.start_container(&created.id, None).await {
+        remove_all(docker, std::slice::from_ref(&created.id)).await;
+        return Err(Error::Rollout(format!("cannot start {name}: {e}")));
+    }
     println!("      started {name}");
     Ok(created.id)
 }
