@@ -65,7 +65,7 @@ pub struct Cli {
     /// Remove this agent's registrations on exit instead of letting them expire.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub deregister_on_exit: bool,
-    /// Owner recorded with each registration (default: skydock@<hostname>).
+    /// Owner recorded with each registration (default: `skydock@<hostname>`).
     #[arg(long, env = "SKYDOCK_OWNER")]
     pub owner: Option<String>,
     /// Address of skydock's own endpoint (/health, /metrics, POST /drain/{container}); `off` disables it.
@@ -77,6 +77,17 @@ pub struct Cli {
     /// Log format: `text` or `json`.
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// A one-off command instead of the agent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// skydock's one-off commands (`skydock <command> …`); without one it runs
+/// the agent.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Replace a service's containers with a new image, dropping no request.
+    Rollout(crate::rollout::RolloutCli),
 }
 
 impl Cli {
@@ -134,7 +145,7 @@ impl Config {
     /// [`Error::Config`] naming the flag at fault.
     pub fn from_cli(cli: Cli, link_addr: Option<(String, String)>) -> Result<Self, Error> {
         if cli.ttl == 0 {
-            return Err(Error::Config("-ttl must be at least 1 second".into()));
+            return Err(Error::config("ttl", "-ttl must be at least 1 second"));
         }
         let skydns = match (cli.skydns, link_addr, cli.name) {
             (Some(url), _, _) => {
@@ -148,8 +159,9 @@ impl Config {
             (None, Some((addr, port)), _) => SkydnsLocation::Url(format!("http://{addr}:{port}")),
             (None, None, Some(name)) => SkydnsLocation::Container(name),
             (None, None, None) => {
-                return Err(Error::Config(
-                    "where is skydns? pass -skydns http://IP:8080, -name <skydns container>, or link it (-link skydns:skydns)".into(),
+                return Err(Error::config(
+                    "skydns",
+                    "where is skydns? pass -skydns http://IP:8080, -name <skydns container>, or link it (-link skydns:skydns)",
                 ));
             }
         };
@@ -176,24 +188,29 @@ impl Config {
             .owner
             .unwrap_or_else(|| format!("skydock@{}", hostname()));
         if owner.trim().is_empty() {
-            return Err(Error::Config(
-                "-owner must not be empty: it is how this agent tells its registrations from others'".into(),
+            return Err(Error::config(
+                "owner",
+                "-owner must not be empty: it is how this agent tells its registrations from others'",
             ));
         }
         let plugin_timeout = parse_duration(&cli.plugin_timeout)
             .filter(|d| !d.is_zero())
             .ok_or_else(|| {
-                Error::Config(format!(
-                    "-plugin-timeout {:?}: give a positive duration such as 500ms or 2s",
-                    cli.plugin_timeout
-                ))
+                Error::config(
+                    "plugin-timeout",
+                    format!(
+                        "-plugin-timeout {:?}: give a positive duration such as 500ms or 2s",
+                        cli.plugin_timeout
+                    ),
+                )
             })?;
         let http = match cli.http.as_str() {
             "" | "off" | "none" => None,
             addr => Some(addr.parse().map_err(|_| {
-                Error::Config(format!(
-                    "-http {addr:?} is not an IP:port address (or `off`)"
-                ))
+                Error::config(
+                    "http",
+                    format!("-http {addr:?} is not an IP:port address (or `off`)"),
+                )
             })?),
         };
         Ok(Self {
@@ -252,7 +269,7 @@ mod tests {
         let mut v = vec!["skydock".to_string()];
         v.extend(args.iter().map(|s| s.to_string()));
         let cli = Cli::try_parse_from(skydns_api::go_flags::normalize(v, &['s', 'h', 'V']))
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::config("", e.to_string()))?;
         Config::from_cli(cli, None)
     }
 
@@ -275,6 +292,39 @@ mod tests {
         assert_eq!(c.skydns, SkydnsLocation::Container("skydns".into()));
         assert_eq!(c.beat, Duration::from_secs(23));
         assert_eq!(c.defaults.ttl, 30);
+    }
+
+    #[test]
+    fn rollout_is_a_subcommand_and_the_agent_runs_without_one() {
+        let argv = |args: &[&str]| {
+            let mut v = vec!["skydock".to_string()];
+            v.extend(args.iter().map(|s| s.to_string()));
+            Cli::try_parse_from(skydns_api::go_flags::normalize(v, &['s', 'h', 'V']))
+        };
+        let cli = argv(&[
+            "rollout",
+            "--service",
+            "web",
+            "--image",
+            "web:v2",
+            "-s",
+            "/d.sock",
+        ])
+        .expect("parses");
+        match cli.command {
+            Some(Command::Rollout(r)) => {
+                assert_eq!((r.service.as_str(), r.image.as_str()), ("web", "web:v2"));
+                assert_eq!(r.socket.as_deref(), Some("/d.sock"));
+            }
+            None => panic!("rollout parsed as the agent"),
+        }
+        let cli =
+            argv(&["-ttl", "30", "-environment", "dev", "-s", "/docker.sock"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert!(
+            argv(&["rollout", "--image", "web:v2"]).is_err(),
+            "--service is required"
+        );
     }
 
     #[test]

@@ -52,11 +52,11 @@ pub async fn connect(socket: Option<&str>) -> Result<Docker, Error> {
         }
         None => Docker::connect_with_defaults(),
     }
-    .map_err(|e| Error::Docker(format!("cannot connect: {e}")))?;
+    .map_err(|e| Error::docker("connect", e))?;
     docker
         .negotiate_version()
         .await
-        .map_err(|e| Error::Docker(format!("engine does not answer: {e}")))
+        .map_err(|e| Error::docker("reach the engine", e))
 }
 
 /// Ids of running containers.
@@ -67,7 +67,7 @@ pub async fn running_ids(docker: &Docker) -> Result<Vec<String>, Error> {
     let list = docker
         .list_containers(Some(ListContainersOptions::default()))
         .await
-        .map_err(|e| Error::Docker(format!("cannot list containers: {e}")))?;
+        .map_err(|e| Error::docker("list containers", e))?;
     Ok(list.into_iter().filter_map(|c| c.id).collect())
 }
 
@@ -81,7 +81,7 @@ pub async fn inspect(docker: &Docker, id: &str) -> Result<Option<ContainerInfo>,
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(None),
-        Err(e) => Err(Error::Docker(format!("cannot inspect {id}: {e}"))),
+        Err(e) => Err(Error::docker(format!("inspect {id}"), e)),
     }
 }
 
@@ -93,8 +93,11 @@ pub async fn inspect_json(docker: &Docker, id: &str) -> Result<serde_json::Value
     let resp = docker
         .inspect_container(id, None)
         .await
-        .map_err(|e| Error::Docker(format!("cannot inspect {id}: {e}")))?;
-    serde_json::to_value(resp).map_err(|e| Error::Docker(format!("cannot encode {id}: {e}")))
+        .map_err(|e| Error::docker(format!("inspect {id}"), e))?;
+    serde_json::to_value(resp).map_err(|error| Error::Encode {
+        id: id.to_string(),
+        error,
+    })
 }
 
 /// Maps an inspected container to what the agent knows about it (pure; public
@@ -169,7 +172,7 @@ pub fn events(docker: &Docker) -> impl Stream<Item = Result<ContainerEvent, Erro
     docker.events(Some(opts)).filter_map(|msg| async move {
         match msg {
             Ok(m) => to_event(m).map(Ok),
-            Err(e) => Some(Err(Error::Docker(format!("event stream: {e}")))),
+            Err(e) => Some(Err(Error::docker("read the event stream", e))),
         }
     })
 }

@@ -32,7 +32,7 @@ pub mod plugins;
 pub mod rollout;
 
 pub use agent::Agent;
-pub use config::{Cli, Config, SkydnsLocation};
+pub use config::{Cli, Command, Config, SkydnsLocation};
 
 use tokio_util::sync::CancellationToken;
 
@@ -40,12 +40,33 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The configuration is unusable.
-    #[error("{0}")]
-    Config(String),
-    /// The Docker engine failed or is unreachable.
+    /// A flag's value is unusable; `flag` names it (without its dash).
+    #[error("{message}")]
+    Config {
+        /// The flag at fault (`ttl`, `plugins`, ...).
+        flag: &'static str,
+        /// What is wrong with it, naming it.
+        message: String,
+    },
+    /// A Docker API call failed or the engine is unreachable.
+    #[error("docker: cannot {what}: {error}")]
+    Docker {
+        /// What was being done (`inspect cool-api-1`).
+        what: String,
+        /// bollard's error (part of the message, so it is not repeated as a cause).
+        error: bollard::errors::Error,
+    },
+    /// A container skydock looks for does not exist or has no address.
     #[error("docker: {0}")]
-    Docker(String),
+    Container(String),
+    /// An inspected container could not be turned into JSON for a plugin.
+    #[error("cannot encode container {id} for the plugin: {error}")]
+    Encode {
+        /// The container.
+        id: String,
+        /// Why.
+        error: serde_json::Error,
+    },
     /// A rollout failed; the message says what was left running.
     #[error("rollout: {0}")]
     Rollout(String),
@@ -124,15 +145,33 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), Error> 
     result
 }
 
+impl Error {
+    /// A configuration error about `flag`.
+    pub fn config(flag: &'static str, message: impl Into<String>) -> Self {
+        Self::Config {
+            flag,
+            message: message.into(),
+        }
+    }
+
+    /// A failed Docker call: what was being done, and bollard's error.
+    pub fn docker(what: impl Into<String>, error: bollard::errors::Error) -> Self {
+        Self::Docker {
+            what: what.into(),
+            error,
+        }
+    }
+}
+
 /// `http://<ip>:8080` of the container named `name`.
 async fn skydns_url_of(docker: &bollard::Docker, name: &str) -> Result<String, Error> {
     let info = docker::inspect(docker, name)
         .await?
-        .ok_or_else(|| Error::Docker(format!("no container named {name}")))?;
+        .ok_or_else(|| Error::Container(format!("no container named {name}")))?;
     let ip = info
         .networks
         .first()
         .map(|(_, ip)| ip.clone())
-        .ok_or_else(|| Error::Docker(format!("container {name} has no IP")))?;
+        .ok_or_else(|| Error::Container(format!("container {name} has no IP")))?;
     Ok(format!("http://{ip}:8080"))
 }

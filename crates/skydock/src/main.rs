@@ -12,10 +12,10 @@ fn main() {
 }
 
 fn real_main() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("rollout") {
-        return rollout();
+    let mut cli = skydock::Cli::parse_args();
+    if let Some(skydock::Command::Rollout(rollout_cli)) = cli.command.take() {
+        return rollout(rollout_cli);
     }
-    let cli = skydock::Cli::parse_args();
     let filter = EnvFilter::try_new(&cli.log_level)
         .with_context(|| format!("-log-level {:?}", cli.log_level))?;
     let builder = tracing_subscriber::fmt()
@@ -55,16 +55,7 @@ fn real_main() -> anyhow::Result<()> {
 }
 
 /// `skydock rollout --service S --image I [--replicas N]`.
-fn rollout() -> anyhow::Result<()> {
-    use clap::Parser;
-    let args = std::env::args()
-        .enumerate()
-        .filter(|(i, _)| *i != 1)
-        .map(|(_, a)| a);
-    let cli = skydock::rollout::RolloutCli::parse_from(skydns_api::go_flags::normalize(
-        args,
-        &['s', 'h'],
-    ));
+fn rollout(cli: skydock::rollout::RolloutCli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new("warn").context("log filter")?)
         .with_writer(std::io::stderr)

@@ -117,7 +117,7 @@ impl Plugin {
     /// past `budget` at load, or defines no `createService`.
     pub fn load(path: &str, defaults: &Defaults, budget: Duration) -> Result<Self, Error> {
         let source = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("-plugins {path}: cannot read: {e}")))?;
+            .map_err(|e| Error::config("plugins", format!("-plugins {path}: cannot read: {e}")))?;
         let plugin = Self {
             path: path.to_string(),
             source,
@@ -138,8 +138,8 @@ impl Plugin {
                 }
             })
             .map_err(|e| match e {
-                PluginError::Timeout { .. } => Error::Config(format!("-plugins {e}")),
-                PluginError::Script(e) => Error::Config(format!("-plugins {path}: {e}")),
+                PluginError::Timeout { .. } => Error::config("plugins", format!("-plugins {e}")),
+                PluginError::Script(e) => Error::config("plugins", format!("-plugins {path}: {e}")),
             })?;
         Ok(plugin)
     }

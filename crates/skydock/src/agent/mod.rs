@@ -6,13 +6,13 @@
 //!   each reconcile. Every decision is taken from the container's state
 //!   inspected at that moment, so `docker restart` can never leave a
 //!   container unregistered. It makes no registry call: it only sets, in the
-//!   [`ledger`](self::ledger), what it wants at each uuid.
-//! - [`ledger`]: per uuid, what the agent wants and what skydns holds, and the
+//!   `ledger`, what it wants at each uuid.
+//! - `ledger`: per uuid, what the agent wants and what skydns holds, and the
 //!   queue of uuids where the two differ.
-//! - [`sync`]: the pool that syncs dirty uuids, `-workers` calls at a time,
+//! - `sync`: the pool that syncs dirty uuids, `-workers` calls at a time,
 //!   at most one per uuid.
-//! - [`heartbeat`]: PATCHes what the agent holds every `-beat`, on its own task.
-//! - [`reconcile`]: the registry half of reconcile (this owner's listing only).
+//! - `heartbeat`: PATCHes what the agent holds every `-beat`, on its own task.
+//! - `reconcile`: the registry half of reconcile (this owner's listing only).
 //!
 //! # Tasks and shutdown
 //! [`Agent::run`] spawns the pool, heartbeats and reconcile, and owns them:

@@ -4,7 +4,7 @@
 //! 1. find the running containers of the service (by the same mapping the
 //!    agent uses);
 //! 2. start `--replicas` new containers with the first old one's settings
-//!    (its `docker inspect`, less what its image brought: [`replica`]) and
+//!    (its `docker inspect`, less what its image brought: `replica`) and
 //!    the new image;
 //! 3. wait until each is healthy (its HEALTHCHECK, else a TCP connect to its
 //!    port) and answers in skydns; if one is not within `--timeout`, remove the
@@ -22,7 +22,6 @@ use bollard::{
     models::ImageConfig,
     query_parameters::{CreateContainerOptions, RemoveContainerOptions, StopContainerOptions},
 };
-use clap::Parser;
 use skydns_api::Client;
 
 use crate::{
@@ -31,11 +30,7 @@ use crate::{
 };
 
 /// `skydock rollout` flags.
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "skydock rollout",
-    about = "Replace a service's containers with a new image, dropping no request"
-)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RolloutCli {
     /// Service whose containers are replaced (the DNS service label, e.g. `cool-api`).
     #[arg(long)]
@@ -121,7 +116,7 @@ pub async fn run(cli: RolloutCli) -> Result<(), Error> {
     let template = docker
         .inspect_container(&first.id, None)
         .await
-        .map_err(|e| Error::Docker(format!("cannot inspect {}: {e}", first.name)))?;
+        .map_err(|e| Error::docker(format!("inspect {}", first.name), e))?;
     let old_image = old_image_config(&docker, &template).await;
     // Checked before anything starts: a setting that cannot be copied stops
     // the rollout with the old containers untouched.
