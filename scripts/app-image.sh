@@ -12,10 +12,9 @@
 # (the drain: skydock has removed it from skydns on the kill event), then
 # SIGKILL ends it.
 #
-# skydns-test/cool-api:v1 also exists as a plain alias of the busybox image
-# (docker-test-image.sh tags it when missing); this script replaces that
-# alias with the app (label org.skydns.app=1); the alias' only use, the
-# service name `cool-api` from the image name, is unchanged.
+# Only this script makes skydns-test/cool-api (labelled org.skydns.app=1);
+# docker-test-image.sh's images have other names, so what a test sees does
+# not depend on which script ran first.
 #
 # Idempotent: images carrying the label are kept.
 #

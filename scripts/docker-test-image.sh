@@ -4,7 +4,6 @@
 #
 #   skydns-test/busybox:latest        Debian's busybox-static, `docker import`ed;
 #                                     CMD: busybox httpd on 8080, EXPOSE 8080/tcp
-#   skydns-test/cool-api:v1           the same image under a second name
 #   localhost:5000/team/cool-api:v2   the same image, registry + repository + tag
 #                                     (for the image-name cleaning: → cool-api)
 #   skydns-test/healthy:latest        FROM skydns-test/busybox:latest plus
@@ -23,7 +22,7 @@
 set -euo pipefail
 
 BASE=skydns-test/busybox:latest
-ALIASES=(skydns-test/cool-api:v1 localhost:5000/team/cool-api:v2)
+ALIASES=(localhost:5000/team/cool-api:v2)
 HEALTHY=skydns-test/healthy:latest
 # Applets reachable as /bin/<name> in the image.
 APPLETS=(sh httpd sleep echo cat true false wget nc env test touch rm ls mkdir ps kill hostname)

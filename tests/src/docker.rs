@@ -28,8 +28,6 @@ pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// `PATH=/bin`. Applets: sh httpd sleep echo cat true false wget nc env test
 /// touch rm ls mkdir ps kill hostname.
 pub const BUSYBOX: &str = "skydns-test/busybox:latest";
-/// The busybox image under a second name (service `cool-api`).
-pub const COOL_API_V1: &str = "skydns-test/cool-api:v1";
 /// The busybox image with registry, repository and tag (service `cool-api`).
 pub const COOL_API_V2: &str = "localhost:5000/team/cool-api:v2";
 /// The busybox image with `HEALTHCHECK --interval=1s --timeout=1s --retries=1

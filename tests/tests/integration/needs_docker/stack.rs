@@ -5,6 +5,9 @@
 //!
 //! One test: the stack has fixed names and a fixed subnet.
 
+/// The image the stack's rollout moves to.
+const ROLLED_TO: &str = "skydns-test/cool-api:v2";
+
 use std::{
     process::Command,
     sync::{
@@ -57,10 +60,13 @@ struct StackGuard;
 impl Drop for StackGuard {
     fn drop(&mut self) {
         let _ = script("stack-down.sh", &[]);
-        // Containers started by rollout are not compose's: remove them too.
+        // Containers started by this test's rollout are not compose's:
+        // remove them too (only those: another test's rollout may be running).
         let _ = Command::new("sh")
             .arg("-c")
-            .arg("docker ps -aq --filter label=skydock.rollout | xargs -r docker rm -f")
+            .arg(format!(
+                "docker ps -aq --filter label=skydock.rollout={ROLLED_TO} | xargs -r docker rm -f"
+            ))
             .output();
     }
 }
@@ -209,7 +215,7 @@ async fn rollout_and_replica_stop_drop_no_request_through_nginx() {
                 "--service",
                 "cool-api",
                 "--image",
-                "skydns-test/cool-api:v2",
+                ROLLED_TO,
                 "--replicas",
                 "3",
             ])
