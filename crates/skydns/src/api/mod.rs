@@ -135,10 +135,6 @@ pub(crate) mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::{
-        registry::{Registry, RegistryOptions},
-        store::MemoryStore,
-    };
 
     pub(crate) async fn app() -> Router {
         limited_app(ApiLimits::default()).await
@@ -193,15 +189,14 @@ pub(crate) mod tests {
     }
 
     async fn limited_app(limits: ApiLimits) -> Router {
-        let metrics = Arc::new(Metrics::new());
-        let options = RegistryOptions {
-            domain: "skydns.local".into(),
-            no_expire_ttl: 3600,
-        };
-        let (registry, _) = Registry::open(Arc::new(MemoryStore), options, Arc::clone(&metrics))
-            .await
-            .expect("opens");
-        router(registry, metrics, None, &limits, Readiness::ready())
+        let registry = crate::registry::test_support::registry().await;
+        router(
+            registry,
+            Arc::new(Metrics::new()),
+            None,
+            &limits,
+            Readiness::ready(),
+        )
     }
 
     const BODY: &str = r#"{"Name":"web","Version":"1","Environment":"prod","Region":"east","Host":"10.0.0.1","Port":80,"TTL":30}"#;

@@ -275,22 +275,13 @@ mod tests {
     use crate::{
         config::default_allow_recursion,
         dns::{MAX_UDP_PAYLOAD, Zone},
-        registry::{Registry, RegistryOptions},
-        store::MemoryStore,
     };
 
     const RAILS: &str = "rails.production.skydns.local.";
     const CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
 
     async fn handler() -> DnsHandler {
-        let metrics = Arc::new(Metrics::new());
-        let options = RegistryOptions {
-            domain: "skydns.local".into(),
-            no_expire_ttl: 3600,
-        };
-        let (registry, _) = Registry::open(Arc::new(MemoryStore), options, Arc::clone(&metrics))
-            .await
-            .expect("registry");
+        let registry = crate::registry::test_support::registry().await;
         let service = Service {
             name: "rails".into(),
             environment: "production".into(),
@@ -309,7 +300,7 @@ mod tests {
             },
             allow_recursion: default_allow_recursion(),
         };
-        DnsHandler::new(registry, options, metrics, None)
+        DnsHandler::new(registry, options, Arc::new(Metrics::new()), None)
     }
 
     fn query(name: &str, rtype: RecordType) -> Message {

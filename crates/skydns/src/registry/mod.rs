@@ -32,7 +32,7 @@ mod record;
 mod restore;
 pub(crate) mod tasks;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod validate;
 mod writes;
 

@@ -12,7 +12,7 @@ use crate::{
     store::{MemoryStore, Op, Store, StoreError, StoredService},
 };
 
-pub(super) async fn registry() -> Registry {
+pub(crate) async fn registry() -> Registry {
     let options = RegistryOptions {
         domain: "skydns.local".into(),
         no_expire_ttl: 3600,
