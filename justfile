@@ -12,28 +12,40 @@ test:
 run-dns:
     cargo run --release -p skydns -- -dns 127.0.0.1:5353 -http 127.0.0.1:8080 -data ./data
 
-# dnsperf against the release binary; writes the figures to docs/performance.md.
-bench-dns:
-    scripts/bench-dns.sh
+# Benchmarks: `bench <subcommand>` (bench/src), each run saved as JSON in
+# bench/runs/; `just plot` draws docs/performance.png and docs/soak.png from them.
+# ARGS go to the subcommand (`just bench-auth --rounds 1 --seconds 5`).
 
-# Every DNS benchmark in turn (bench-dns, bench-auth, bench-forward); writes docs/performance.md and .png.
-bench: bench-dns bench-auth bench-forward
+# The DNS and API benchmarks in turn (auth, forward, api), then the charts.
+bench: bench-auth bench-forward bench-api plot
 
-# skydns vs Knot DNS (authoritative A/SRV/NXDOMAIN, memory, start, 100,000 services); writes docs/performance.md.
-bench-auth:
-    scripts/bench-auth.sh
+# skydns vs Knot DNS: A/SRV/NXDOMAIN QPS, private memory, start-up, 100,000 services.
+bench-auth *ARGS:
+    cargo run --release --locked -p skydns-bench -- auth {{ARGS}}
 
-# skydns vs unbound as caching forwarders to a loopback stub (cached and cache-miss); writes docs/performance.md.
-bench-forward:
-    scripts/bench-forward.sh
+# skydns vs unbound as caching forwarders to a loopback stub (cached and cache-miss).
+bench-forward *ARGS:
+    cargo run --release --locked -p skydns-bench -- forward {{ARGS}}
 
-# docker start/stop → DNS propagation p50/p99 over 50 containers (real engine); writes docs/performance.md.
-bench-propagation:
-    scripts/bench-propagation.sh
+# REST API with the embedded store: 64 clients register, heartbeat, delete (as shipped and -workers 1).
+bench-api *ARGS:
+    cargo run --release --locked -p skydns-bench -- api {{ARGS}}
 
-# REST API with the embedded store: 64 clients register, heartbeat, delete (as shipped and -workers 1); writes docs/performance.md.
-bench-api:
-    scripts/bench-api.sh
+# docker start/stop → DNS propagation p50/p99 over 50 containers (real engine).
+bench-propagation *ARGS:
+    cargo run --release --locked -p skydns-bench -- propagation {{ARGS}}
+
+# DNS at 2x the measured capacity for 30 s: sheds load, memory bounded, answers right after.
+overload *ARGS:
+    cargo run --release --locked -p skydns-bench -- overload {{ARGS}}
+
+# 10 minutes of mixed DNS and API traffic (--seconds to change): errors, memory and fds over time.
+soak *ARGS:
+    cargo run --release --locked -p skydns-bench -- soak {{ARGS}}
+
+# The charts from the latest saved run of each kind (python3-matplotlib).
+plot:
+    bench/plot.py
 
 # The static release build the images ship (smallest footprint; runs on any x86_64 Linux):
 # target/x86_64-unknown-linux-gnu/release/skydns
@@ -51,14 +63,6 @@ fmt-check:
 # Lint every target; warnings are errors.
 clippy:
     cargo clippy --workspace --all-targets --locked -- -D warnings
-
-# DNS at 2x the measured capacity for 30 s: sheds load, memory bounded, answers right after; writes docs/reliability.md.
-overload:
-    scripts/overload.sh
-
-# 10 minutes of mixed traffic (SOAK_SECONDS to change), RSS every 10 s; writes docs/reliability.md and docs/soak.png.
-soak:
-    scripts/soak.sh
 
 # Run every fuzz target for SECONDS each (nightly + cargo-fuzz; not CI); prints executions, exec/s, findings.
 fuzz SECONDS="60" *TARGETS:

@@ -9,7 +9,7 @@
 #      explicit --target keeps them apart from the normal target/release):
 #        RUSTFLAGS="-C target-feature=+crt-static" \
 #            cargo build --release --locked --target x86_64-unknown-linux-gnu -p skydns -p skydock
-#      (`build_static` in scripts/lib.sh); a check that both are static
+#      a check that both are static
 #      (`file`, `ldd`); the binaries go into the images stripped;
 #   2. `docker build` of each image from a temporary context that holds only the
 #      binary (and the plugins), with the classic builder (no buildx here);
@@ -24,10 +24,15 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-# shellcheck source=scripts/lib.sh
-source scripts/lib.sh
 
-BIN_DIR="$STATIC_BIN_DIR"
+# The static build (also `just static`): the explicit --target keeps it
+# apart from the normal target/release.
+STATIC_TARGET=x86_64-unknown-linux-gnu
+build_static() {
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --release --locked --target "$STATIC_TARGET" -p skydns -p skydock
+}
+BIN_DIR="${CARGO_TARGET_DIR:-target}/$STATIC_TARGET/release"
 SKYDNS_IMAGE=skydns/skydns:latest
 SKYDOCK_IMAGE=skydns/skydock:latest
 MAX_BYTES=$((20 * 1000 * 1000))

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 /// Path of a workspace binary (`skydns`, `skydock`, `skydnsctl`) next to
-/// the running test executable (`target/<profile>/`). The first call of a
+/// the running test (or benchmark) executable (`target/<profile>/`). The first call of a
 /// test process builds the workspace's binaries with that profile (`cargo
 /// build`, a no-op when they are current), so a bare `cargo test` needs
 /// nothing built first and never runs a stale binary.
@@ -23,12 +23,18 @@ pub fn binary(name: &str) -> PathBuf {
 fn build_binaries() -> Result<PathBuf, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the test executable: {e}"))?;
-    // target/<profile>/deps/integration-xxxx → target/<profile>
-    let dir = exe
+    // target/<profile>/deps/integration-xxxx (a test) or
+    // target/<profile>/bench (a binary using the harness) → target/<profile>
+    let parent = exe
         .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .ok_or("the test executable is not in target/<profile>/deps")?;
+        .ok_or("the executable is not in target/<profile>")?;
+    let in_deps = parent.file_name().is_some_and(|n| n == "deps");
+    let dir = if in_deps {
+        parent.parent().unwrap_or(parent)
+    } else {
+        parent
+    }
+    .to_path_buf();
     let profile = match dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => "dev".to_string(),
         Some(other) => other.to_string(),
@@ -61,10 +67,19 @@ fn build_binaries() -> Result<PathBuf, String> {
             cmd.env_remove(key);
         }
     }
+    // A test builds the whole workspace's binaries, as scripts/test-all.sh
+    // does: the same feature set, so in CI this is a no-op. A benchmark
+    // builds the daemons' packages alone, as users and the images do, so it
+    // measures the binaries they run (and never rebuilds itself).
+    let packages: &[&str] = if in_deps {
+        &["--workspace"]
+    } else {
+        &["-p", "skydns", "-p", "skydock", "-p", "skydnsctl"]
+    };
     let out = cmd
-        // The whole workspace's binaries, as scripts/test-all.sh builds
-        // them: the same feature set, so in CI this is a no-op.
-        .args(["build", "--workspace", "--bins", "--profile", &profile])
+        .arg("build")
+        .args(packages)
+        .args(["--bins", "--profile", &profile])
         .current_dir(workspace)
         .output()
         .map_err(|e| format!("cannot run cargo to build the binaries: {e}"))?;

@@ -1,16 +1,13 @@
-//! `api-load`: a bounded REST API load generator for skydns.
-//!
-//! Runs `--clients` concurrent clients over loopback HTTP/1.1 until `--count`
-//! requests are done or `--seconds` have passed, then prints one line:
-//! requests/s, p50 and p99 latency, and the error count. Used by
-//! `scripts/bench-api.sh`.
+//! The REST API load: `clients` concurrent clients over loopback HTTP/1.1
+//! until `count` requests are done or `seconds` have passed; requests/s,
+//! p50 and p99 latency, errors.
 //!
 //! Each client owns one keep-alive connection and sends its requests on it
-//! with hyper directly, on one thread: what the figures measure is skydns, so
-//! the generator spends as little as it can per request (a client through
-//! reqwest spends about as much CPU per request as skydns does, and on a
-//! two-core machine that caps what can be measured). Request bodies are the
-//! wire types of `skydns-api`, serialized as a client would.
+//! with hyper directly, on the benchmark's one thread: what the figures
+//! measure is skydns, so the generator spends as little as it can per
+//! request (a client through reqwest spends about as much CPU per request
+//! as skydns does, and on a two-core machine that caps what can be
+//! measured). Request bodies are the wire types of `skydns-api`.
 //!
 //! Modes: `register` (PUT of uuids `load-<i>`, names spread over
 //! `svc<i % 1000>`), `heartbeat` (PATCH on uuids `load-<i % pool>`),
@@ -27,48 +24,50 @@ use std::{
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode, client::conn::http1};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use skydns_api::{Heartbeat, Service};
 
 /// What each request does.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Mode {
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
     Register,
     Heartbeat,
     Delete,
 }
 
-/// Command line.
-#[derive(Debug, Parser)]
-#[command(about = "Bounded REST API load generator for skydns (loopback only)")]
-struct Args {
+/// One load.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
     /// Base URL of the API; must be a loopback address (`http://127.0.0.1:8080`).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// What to send.
-    #[arg(long, value_enum, default_value = "register")]
-    mode: Mode,
+    pub(crate) url: String,
+    pub(crate) mode: Mode,
     /// Concurrent clients, one connection each.
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
+    pub(crate) clients: usize,
     /// Total requests.
-    #[arg(long, default_value_t = 50_000)]
-    count: u64,
-    /// First uuid index (`load-<start + i>`).
-    #[arg(long, default_value_t = 0)]
-    start: u64,
+    pub(crate) count: u64,
     /// For heartbeats: how many registered uuids to cycle through.
-    #[arg(long, default_value_t = 10_000)]
-    pool: u64,
+    pub(crate) pool: u64,
     /// Stop after this many seconds even if `count` is not reached.
-    #[arg(long, default_value_t = 60)]
-    seconds: u64,
+    pub(crate) seconds: u64,
     /// TTL of registrations and heartbeats, in seconds.
-    #[arg(long, default_value_t = 3600)]
-    ttl: u32,
+    pub(crate) ttl: u32,
+}
+
+/// What a load measured.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Outcome {
+    pub(crate) mode: Mode,
+    pub(crate) clients: usize,
+    pub(crate) ok: u64,
+    pub(crate) errors: u64,
+    pub(crate) seconds: f64,
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
 }
 
 /// The `host:port` of a plain-HTTP loopback URL, or `None`.
@@ -95,10 +94,10 @@ fn service(i: u64, ttl: u32) -> Service {
 }
 
 /// The method, path and body of request `i`, and the status that means done.
-fn request(args: &Args, i: u64) -> anyhow::Result<(Method, String, Vec<u8>, StatusCode)> {
+fn request(args: &Spec, i: u64) -> anyhow::Result<(Method, String, Vec<u8>, StatusCode)> {
     Ok(match args.mode {
         Mode::Register => {
-            let n = args.start + i;
+            let n = i;
             let body = serde_json::to_vec(&service(n, args.ttl))?;
             (
                 Method::PUT,
@@ -108,7 +107,7 @@ fn request(args: &Args, i: u64) -> anyhow::Result<(Method, String, Vec<u8>, Stat
             )
         }
         Mode::Heartbeat => {
-            let n = args.start + i % args.pool.max(1);
+            let n = i % args.pool.max(1);
             let body = serde_json::to_vec(&Heartbeat {
                 ttl: args.ttl,
                 owner: None,
@@ -122,7 +121,7 @@ fn request(args: &Args, i: u64) -> anyhow::Result<(Method, String, Vec<u8>, Stat
         }
         Mode::Delete => (
             Method::DELETE,
-            format!("/skydns/services/load-{}", args.start + i),
+            format!("/skydns/services/load-{i}"),
             Vec::new(),
             StatusCode::OK,
         ),
@@ -133,7 +132,7 @@ fn request(args: &Args, i: u64) -> anyhow::Result<(Method, String, Vec<u8>, Stat
 /// counter reaches `count` or the deadline passes. Returns the latencies of
 /// the requests that succeeded; counts the others in `errors`.
 async fn client(
-    args: Arc<Args>,
+    args: Arc<Spec>,
     authority: String,
     next: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
@@ -200,15 +199,15 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let args = Arc::new(Args::parse());
-    let Some(authority) = loopback_authority(&args.url).map(str::to_string) else {
+/// Runs one load to its end.
+pub(crate) async fn run(spec: Spec) -> anyhow::Result<Outcome> {
+    let Some(authority) = loopback_authority(&spec.url).map(str::to_string) else {
         bail!(
             "refusing {}: the load generator talks plain HTTP to loopback only",
-            args.url
+            spec.url
         );
     };
+    let args = Arc::new(spec);
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
@@ -231,16 +230,14 @@ async fn main() -> anyhow::Result<()> {
     all.sort_unstable();
     #[allow(clippy::cast_precision_loss)]
     let rps = all.len() as f64 / elapsed.max(f64::EPSILON);
-    println!(
-        "mode={:?} clients={} ok={} errors={} seconds={:.2} rps={:.0} p50_ms={:.2} p99_ms={:.2}",
-        args.mode,
-        args.clients,
-        all.len(),
-        errors.load(Ordering::Relaxed),
-        elapsed,
+    Ok(Outcome {
+        mode: args.mode,
+        clients: args.clients,
+        ok: all.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        seconds: elapsed,
         rps,
-        percentile(&all, 0.50),
-        percentile(&all, 0.99),
-    );
-    Ok(())
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+    })
 }

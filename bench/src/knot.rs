@@ -1,0 +1,80 @@
+//! Knot DNS as the authoritative reference: the records skydns answers for
+//! the benchmark's 10 services, in a static zone, served by `knotd`.
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::Context;
+
+use crate::process::Daemon;
+
+/// The zone both servers answer for.
+pub(crate) const DOMAIN: &str = "skydns.local";
+
+/// The zone file: what skydns answers for `web-1`…`web-10` registered as
+/// `web.prod` on 10.0.0.1–10 port 8080 (A and SRV of `web.prod`, the SRV
+/// targets with their addresses as glue, SOA and NS).
+pub(crate) fn zone() -> String {
+    let mut z = format!(
+        "$ORIGIN {DOMAIN}.\n$TTL 86400\n@\t5\tIN\tSOA\tns1.{DOMAIN}. hostmaster.{DOMAIN}. 1 28800 7200 604800 5\n@\t\tIN\tNS\tns1.{DOMAIN}.\n"
+    );
+    for i in 1..=10 {
+        let _ = writeln!(z, "web.prod\tIN\tA\t10.0.0.{i}");
+    }
+    for i in 1..=10 {
+        let _ = writeln!(z, "web.prod\tIN\tSRV\t10 10 8080 web-{i}.{DOMAIN}.");
+    }
+    for i in 1..=10 {
+        let _ = writeln!(z, "web-{i}\tIN\tA\t10.0.0.{i}");
+    }
+    z
+}
+
+/// knotd's configuration: listen on 127.0.0.1@`port`, `udp-workers` when
+/// given (default: one per core), the zone from `dir`, nothing written back.
+pub(crate) fn config(dir: &Path, port: u16, udp_workers: Option<u32>) -> String {
+    let d = dir.display();
+    let workers = udp_workers.map_or_else(String::new, |w| format!("    udp-workers: {w}\n"));
+    format!(
+        "server:\n    rundir: \"{d}/run\"\n    listen: 127.0.0.1@{port}\n{workers}\
+log:\n  - target: stderr\n    any: info\n\
+database:\n    storage: \"{d}/db\"\n\
+template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\n    zonefile-sync: -1\n    journal-content: none\n\
+zone:\n  - domain: {DOMAIN}\n"
+    )
+}
+
+/// Starts knotd in `dir` (created) on a free port; returns it, its port and
+/// its configuration text.
+pub(crate) async fn start(
+    dir: &Path,
+    udp_workers: Option<u32>,
+) -> anyhow::Result<(Daemon, u16, String)> {
+    for sub in ["run", "db"] {
+        std::fs::create_dir_all(dir.join(sub)).context("cannot create knot's directories")?;
+    }
+    std::fs::write(dir.join(format!("{DOMAIN}.zone")), zone()).context("cannot write the zone")?;
+    let port = crate::process::free_port()?;
+    let conf = config(dir, port, udp_workers);
+    let path = dir.join("knot.conf");
+    std::fs::write(&path, &conf).context("cannot write knot.conf")?;
+    let knotd = crate::tools::find("knotd").context("knotd is not installed")?;
+    let path = path.display().to_string();
+    let daemon = Daemon::start(
+        &knotd,
+        &["-c", &path],
+        &["loaded, serial", "server started"],
+    )
+    .await?;
+    Ok((daemon, port, conf))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_zone_has_the_answers_skydns_gives() {
+        let z = super::zone();
+        assert_eq!(z.matches("\tIN\tSRV\t").count(), 10);
+        assert_eq!(z.matches("web.prod\tIN\tA\t").count(), 10);
+        assert!(z.contains("web-10\tIN\tA\t10.0.0.10"));
+    }
+}
