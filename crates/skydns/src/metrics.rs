@@ -120,6 +120,11 @@ impl Metrics {
             forward.cache_misses.clone(),
         );
         registry.register(
+            "forward_stale_answers",
+            "Expired cached answers served while every upstream failed (serve-stale)",
+            forward.stale_answers.clone(),
+        );
+        registry.register(
             "forward_cache_entries",
             "Answers held in the forwarding cache",
             forward.cache_size.clone(),

@@ -168,6 +168,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
                 timeout: config.forward_timeout,
                 cache_size: config.cache_size,
                 cache_max_ttl: config.cache_max_ttl,
+                serve_stale: config.cache_serve_stale,
             },
             metrics.forward.clone(),
         ))

@@ -245,3 +245,79 @@ async fn an_upstream_that_keeps_failing_is_skipped() {
         start.elapsed()
     );
 }
+
+/// Serve-stale (RFC 8767): once every upstream fails, an answer that
+/// expired less than `-cache-serve-stale` ago is served with TTL 30 (here
+/// capped by `-cache-max-ttl`) and counted; without the flag, or past the
+/// window, the client gets SERVFAIL as before.
+#[tokio::test]
+async fn an_expired_answer_is_served_while_every_upstream_fails_within_the_stale_window() {
+    let up = Stub::start("127.0.0.1:0", Behavior::Answer).await;
+    let common = ["-cache-max-ttl", "1", "-forward-timeout", "300ms"];
+    let stale = skydns_with(
+        &[&up],
+        &[&common[..], &["-cache-serve-stale", "2s"]].concat(),
+    )
+    .await;
+    let plain = skydns_with(&[&up], &common).await;
+    for sky in [&stale, &plain] {
+        let msg = sky.query("stale.example.", RecordType::A).await;
+        assert_eq!(a_records(&msg), [ANSWER.to_string()]);
+    }
+    drop(up); // every upstream fails from now on (the port is closed)
+    tokio::time::sleep(Duration::from_millis(1200)).await; // past the 1 s TTL
+
+    let msg = stale.query("stale.example.", RecordType::A).await;
+    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&msg), [ANSWER.to_string()], "the stale answer");
+    assert!(msg.answers.iter().all(|r| r.ttl == 1), "{:?}", msg.answers);
+    let metrics = skydns_tests::http(stale.http, "GET", "/metrics", &[], None)
+        .await
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("skydns_forward_stale_answers_total 1"),
+        "{metrics}"
+    );
+    let msg = plain.query("stale.example.", RecordType::A).await;
+    assert_eq!(
+        msg.metadata.response_code,
+        ResponseCode::ServFail,
+        "no serve-stale without the flag"
+    );
+
+    // Past the window (expired 1.2 s + 2 s ago, more than 2 s): SERVFAIL again.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let msg = stale.query("stale.example.", RecordType::A).await;
+    assert_eq!(
+        msg.metadata.response_code,
+        ResponseCode::ServFail,
+        "past the stale window"
+    );
+}
+
+/// `-cache-size 0` turns the cache off cleanly: every question goes
+/// upstream (none is answered from the forwarding or the wire cache) and
+/// nothing is held.
+#[tokio::test]
+async fn cache_size_zero_sends_every_question_upstream_and_holds_nothing() {
+    let up = Stub::start("127.0.0.1:0", Behavior::Answer).await;
+    let sky = skydns_with(&[&up], &["-cache-size", "0"]).await;
+    for _ in 0..3 {
+        let msg = sky.query("uncached.example.", RecordType::A).await;
+        assert_eq!(a_records(&msg), [ANSWER.to_string()]);
+    }
+    assert_eq!(up.udp_queries(), 3, "each question went upstream");
+    let metrics = skydns_tests::http(sky.http, "GET", "/metrics", &[], None)
+        .await
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("skydns_forward_cache_entries 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("skydns_forward_cache_hits_total 0"),
+        "{metrics}"
+    );
+}

@@ -50,6 +50,10 @@ pub struct Cli {
     /// Longest time a forwarded answer is cached, in seconds.
     #[arg(long, default_value_t = defaults::CACHE_MAX_TTL)]
     pub cache_max_ttl: u32,
+    /// Serve-stale (RFC 8767): while every upstream fails, answer a cached answer expired less
+    /// than this long ago, with TTL 30 (Go duration, `30s`; 0 turns it off).
+    #[arg(long, default_value_t = defaults::CACHE_SERVE_STALE.into())]
+    pub cache_serve_stale: GoDuration,
     /// Client networks (CIDR, comma-separated, repeatable) whose outside names are forwarded;
     /// default: loopback, RFC 1918, link-local and ULA.
     #[arg(long, env = "SKYDNS_ALLOW_RECURSION", action = ArgAction::Append)]

@@ -21,6 +21,9 @@ pub const CACHE_SIZE: usize = 10_000;
 pub const MAX_CACHE_SIZE: usize = 1_000_000;
 /// Longest caching of a forwarded answer, in seconds.
 pub const CACHE_MAX_TTL: u32 = 3600;
+/// How long past its expiry a cached answer may still be served while every
+/// upstream fails (RFC 8767 serve-stale); zero: never.
+pub const CACHE_SERVE_STALE: Duration = Duration::ZERO;
 /// Idle TCP DNS connections are closed after this (`-rtimeout`).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// A TCP DNS client must take an answer within this (`-wtimeout`).

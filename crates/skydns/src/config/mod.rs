@@ -67,6 +67,8 @@ pub struct Config {
     pub cache_size: usize,
     /// Longest caching of a forwarded answer, in seconds.
     pub cache_max_ttl: u32,
+    /// Serve-stale window (zero: off).
+    pub cache_serve_stale: Duration,
     /// Clients whose outside names are forwarded.
     pub allow_recursion: Vec<IpNet>,
     /// Idle timeout of TCP DNS connections.
@@ -107,6 +109,7 @@ impl Config {
             forward_timeout: defaults::FORWARD_TIMEOUT,
             cache_size: defaults::CACHE_SIZE,
             cache_max_ttl: defaults::CACHE_MAX_TTL,
+            cache_serve_stale: defaults::CACHE_SERVE_STALE,
             allow_recursion: default_allow_recursion(),
             read_timeout: defaults::READ_TIMEOUT,
             write_timeout: defaults::WRITE_TIMEOUT,
@@ -181,6 +184,7 @@ impl TryFrom<Cli> for Config {
             forward_timeout: cli.forward_timeout.into(),
             cache_size: cli.cache_size,
             cache_max_ttl: cli.cache_max_ttl,
+            cache_serve_stale: cli.cache_serve_stale.into(),
             allow_recursion: if cli.allow_recursion.is_empty() {
                 default_allow_recursion()
             } else {

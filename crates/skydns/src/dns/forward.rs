@@ -9,7 +9,9 @@
 //! - upstreams are tried in order, each within its timeout; a closed port
 //!   (ICMP unreachable) fails at once; upstreams that keep failing are put at
 //!   the back for a while, so one dead upstream does not cost every query a
-//!   timeout; when all fail the client gets SERVFAIL;
+//!   timeout; when all fail the client gets SERVFAIL — or, with
+//!   `-cache-serve-stale`, the cached answer that expired less than that long
+//!   ago (RFC 8767);
 //! - identical queries in flight are sent upstream once ([`Coalescer`]);
 //! - answers are cached ([`cache`]) with TTLs counted down.
 
@@ -53,6 +55,9 @@ pub struct ForwardOptions {
     pub cache_size: usize,
     /// Longest time an answer is cached, in seconds.
     pub cache_max_ttl: u32,
+    /// How long past expiry a cached answer may be served while every
+    /// upstream fails (RFC 8767); zero: never.
+    pub serve_stale: Duration,
 }
 
 /// Forwarding metrics (registered by [`crate::metrics::Metrics`]).
@@ -66,6 +71,8 @@ pub struct ForwardMetrics {
     pub cache_misses: Counter,
     /// Entries in the cache.
     pub cache_size: Gauge,
+    /// Expired answers served because every upstream failed (serve-stale).
+    pub stale_answers: Counter,
     /// Upstream round-trip time in seconds.
     pub latency: Histogram,
 }
@@ -78,6 +85,7 @@ impl ForwardMetrics {
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             cache_size: Gauge::default(),
+            stale_answers: Counter::default(),
             latency: Histogram::new([0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0]),
         }
     }
@@ -188,12 +196,21 @@ impl Forwarder {
                     }
                 }
             };
-            let outcome = self.ask_upstreams(query, edns, tcp).await;
-            if let Outcome::Answer(msg) = &outcome {
-                self.cache.insert(key.clone(), msg);
-                self.metrics
-                    .cache_size
-                    .set(i64::try_from(self.cache.len()).unwrap_or(i64::MAX));
+            let mut outcome = self.ask_upstreams(query, edns, tcp).await;
+            match &outcome {
+                Outcome::Answer(msg) => {
+                    self.cache.insert(key.clone(), msg);
+                    self.metrics
+                        .cache_size
+                        .set(i64::try_from(self.cache.len()).unwrap_or(i64::MAX));
+                }
+                Outcome::Failed => {
+                    if let Some(stale) = self.cache.get_stale(&key, self.options.serve_stale) {
+                        tracing::warn!(name = %query.name(), "every upstream failed: serving the expired cached answer (serve-stale)");
+                        self.metrics.stale_answers.inc();
+                        outcome = Outcome::Answer(Arc::new(stale));
+                    }
+                }
             }
             flight.finish(&outcome);
             return outcome;
@@ -374,6 +391,7 @@ mod tests {
             timeout,
             cache_size: 0,
             cache_max_ttl: 60,
+            serve_stale: Duration::ZERO,
         };
         (Forwarder::new(options, ForwardMetrics::new()), silent)
     }

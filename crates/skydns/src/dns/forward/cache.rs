@@ -23,6 +23,9 @@ use hickory_proto::{
     rr::{DNSClass, RData, Record, RecordType},
 };
 
+/// The TTL of a stale answer (RFC 8767 §4 recommends 30 seconds).
+pub(crate) const STALE_TTL: u32 = 30;
+
 /// What a cached answer is filed under: lowercase name, type, class.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
@@ -137,6 +140,34 @@ impl Cache {
             r.ttl = r.ttl.min(self.max_ttl);
         }
         Some((msg, stored, expires))
+    }
+
+    /// The answer for `key` that expired less than `window` ago, every TTL
+    /// set to [`STALE_TTL`] (or the cache's maximum, if lower), as RFC 8767
+    /// serves it while every upstream fails; `None` when fresh (the caller
+    /// asked upstream because there was none), absent, or older.
+    pub(crate) fn get_stale(&self, key: &CacheKey, window: Duration) -> Option<Message> {
+        if self.capacity == 0 || window.is_zero() {
+            return None;
+        }
+        let now = Instant::now();
+        let inner = self.lock();
+        let entry = inner.map.get(key)?;
+        if entry.expires > now || now.duration_since(entry.expires) >= window {
+            return None;
+        }
+        let mut msg = entry.message.clone();
+        drop(inner);
+        let ttl = STALE_TTL.min(self.max_ttl);
+        for r in msg
+            .answers
+            .iter_mut()
+            .chain(msg.authorities.iter_mut())
+            .chain(msg.additionals.iter_mut())
+        {
+            r.ttl = ttl;
+        }
+        Some(msg)
     }
 
     /// Caches `message` under `key` for as long as its records allow.
