@@ -15,7 +15,7 @@ use crate::{
     dnsperf::query_file,
     first_answer::{FirstAnswer, measure},
     knot::{self, DOMAIN},
-    process::{Daemon, Memory},
+    process::Daemon,
     record::Record,
     rounds::{self, Server},
     services::{register_many, register_web},
@@ -92,10 +92,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
         servers.insert(2, Server::new("baseline", *port, daemon.pid));
     }
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let idle: BTreeMap<String, Memory> = servers
-        .iter()
-        .map(|s| (s.name.clone(), Memory::of(s.pid)))
-        .collect();
+    let idle = rounds::memory(&servers);
 
     for client in [&shipped.client, &two.client, &many.client]
         .into_iter()
@@ -112,10 +109,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     for s in &servers {
         check(s).await?;
     }
-    let loaded: BTreeMap<String, Memory> = servers
-        .iter()
-        .map(|s| (s.name.clone(), Memory::of(s.pid)))
-        .collect();
+    let loaded = rounds::memory(&servers);
 
     let dir = work.path().to_path_buf();
     query_file(&dir.join("a.txt"), [format!("web.prod.{DOMAIN} A")])?;
@@ -126,10 +120,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
         Ok((dir.join(format!("{q}.txt")), extra))
     })
     .await?;
-    let after: BTreeMap<String, Memory> = servers
-        .iter()
-        .map(|s| (s.name.clone(), Memory::of(s.pid)))
-        .collect();
+    let after = rounds::memory(&servers);
 
     // Restart the 100k server on its -data: time to the first answer.
     let many_pid = many.pid();

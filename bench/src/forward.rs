@@ -3,7 +3,7 @@
 //! name repeated) and on cache misses (`miss`: every name unique, each one
 //! a round trip to the stub).
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::net::SocketAddr;
 
 use anyhow::bail;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
@@ -12,7 +12,6 @@ use skydns_tests::{SkyDns, udp_query};
 
 use crate::{
     dnsperf::query_file,
-    process::Memory,
     record::Record,
     rounds::{self, Server},
     services::register_web,
@@ -73,10 +72,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     for s in &servers {
         check(s).await?;
     }
-    let idle: BTreeMap<String, Memory> = servers
-        .iter()
-        .map(|s| (s.name.clone(), Memory::of(s.pid)))
-        .collect();
+    let idle = rounds::memory(&servers);
 
     let dir = work.path().to_path_buf();
     query_file(
@@ -104,10 +100,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
         },
     )
     .await?;
-    let after: BTreeMap<String, Memory> = servers
-        .iter()
-        .map(|s| (s.name.clone(), Memory::of(s.pid)))
-        .collect();
+    let after = rounds::memory(&servers);
     let summary = rounds::summary(
         &samples,
         &LOADS,

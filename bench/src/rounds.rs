@@ -31,6 +31,14 @@ impl Server {
     }
 }
 
+/// The memory of each server now, by name.
+pub(crate) fn memory(servers: &[Server]) -> std::collections::BTreeMap<String, Memory> {
+    servers
+        .iter()
+        .map(|s| (s.name.clone(), Memory::of(s.pid)))
+        .collect()
+}
+
 /// One dnsperf run of the comparison.
 #[derive(Debug, Serialize)]
 pub(crate) struct Sample {

@@ -306,6 +306,22 @@ fn note(
     }
 }
 
+/// Registers `uuid` as `<name>.soak` on `host` with `ttl`, and notes how it went.
+async fn put(
+    client: &Client,
+    stats: &mut ApiStats,
+    t0: Instant,
+    uuid: &str,
+    name: &str,
+    host: String,
+    ttl: u32,
+) {
+    let r = client
+        .add_service(uuid, &service(name, "soak", "east", &host, 8080, ttl))
+        .await;
+    note(stats, t0, "register", &format!("PUT {uuid}"), r, Want::Ok);
+}
+
 /// The API traffic of the soak: `STEADY` services (TTL 6) heartbeated
 /// every 2 s; every second `CHURN` registrations (TTL
 /// 60) deleted 3 s later and then checked gone, and `EXPIRE` with TTL 2
@@ -313,22 +329,18 @@ fn note(
 async fn api_traffic(client: Client, seconds: u64) -> ApiStats {
     let mut stats = ApiStats::default();
     let t0 = Instant::now();
-    let soak = |name: &str, host: String, ttl: u32| service(name, "soak", "east", &host, 8080, ttl);
     for i in 0..STEADY {
-        let r = client
-            .add_service(
-                &format!("steady{i}"),
-                &soak("steady", format!("10.1.0.{}", i + 1), 6),
-            )
-            .await;
-        note(
+        let uuid = format!("steady{i}");
+        put(
+            &client,
             &mut stats,
             t0,
-            "register",
-            &format!("PUT steady{i}"),
-            r,
-            Want::Ok,
-        );
+            &uuid,
+            "steady",
+            format!("10.1.0.{}", i + 1),
+            6,
+        )
+        .await;
     }
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
@@ -353,38 +365,14 @@ async fn api_traffic(client: Client, seconds: u64) -> ApiStats {
         }
         for j in 0..CHURN {
             let uuid = format!("c{tick}x{j}");
-            let r = client
-                .add_service(
-                    &uuid,
-                    &soak("churn", format!("10.2.{}.{}", j % 250, tick % 250 + 1), 60),
-                )
-                .await;
-            note(
-                &mut stats,
-                t0,
-                "register",
-                &format!("PUT {uuid}"),
-                r,
-                Want::Ok,
-            );
+            let host = format!("10.2.{}.{}", j % 250, tick % 250 + 1);
+            put(&client, &mut stats, t0, &uuid, "churn", host, 60).await;
             deletes.push((now + Duration::from_secs(3), uuid));
         }
         for j in 0..EXPIRE {
             let uuid = format!("e{tick}x{j}");
-            let r = client
-                .add_service(
-                    &uuid,
-                    &soak("expire", format!("10.3.{}.{}", j % 250, tick % 250 + 1), 2),
-                )
-                .await;
-            note(
-                &mut stats,
-                t0,
-                "register",
-                &format!("PUT {uuid}"),
-                r,
-                Want::Ok,
-            );
+            let host = format!("10.3.{}.{}", j % 250, tick % 250 + 1);
+            put(&client, &mut stats, t0, &uuid, "expire", host, 2).await;
             checks.push((now + Duration::from_secs(5), uuid, "expired"));
         }
         let (due, later): (Vec<_>, Vec<_>) = deletes.into_iter().partition(|d| d.0 <= now);
