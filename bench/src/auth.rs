@@ -24,12 +24,8 @@ use crate::{
 /// `bench auth` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Rounds (every server loaded once per query and round).
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// Seconds per dnsperf run.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    #[command(flatten)]
+    runs: rounds::Settings,
     /// Services registered on the `skydns-100k` server besides the 10.
     #[arg(long, default_value_t = 100_000)]
     services: u32,
@@ -58,7 +54,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     crate::tools::stop_system_daemon("knot", "knotd", &["/run/knot/knot.pid"]);
     let mut record = Record::start(
         "auth",
-        json!({ "rounds": args.rounds, "seconds": args.seconds, "services": args.services,
+        json!({ "rounds": args.runs.rounds, "seconds": args.runs.seconds, "services": args.services,
                 "start_trials": args.start_trials, "dnsperf": "-c 10 -T 2",
                 "baseline": args.baseline.as_ref().map(|p| p.display().to_string()) }),
     );
@@ -115,10 +111,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     query_file(&dir.join("a.txt"), [format!("web.prod.{DOMAIN} A")])?;
     query_file(&dir.join("srv.txt"), [format!("web.prod.{DOMAIN} SRV")])?;
     query_file(&dir.join("nx.txt"), [format!("nothere.prod.{DOMAIN} A")])?;
-    let samples = rounds::run(&servers, &QUERIES, args.rounds, args.seconds, |q, _, _| {
-        let extra = if q == "srv" { vec!["-e"] } else { Vec::new() };
-        Ok((dir.join(format!("{q}.txt")), extra))
-    })
+    let samples = rounds::run(
+        &servers,
+        &QUERIES,
+        args.runs.rounds,
+        args.runs.seconds,
+        |q, _, _| {
+            let extra = if q == "srv" { vec!["-e"] } else { Vec::new() };
+            Ok((dir.join(format!("{q}.txt")), extra))
+        },
+    )
     .await?;
     let after = rounds::memory(&servers);
 

@@ -21,12 +21,8 @@ use crate::{
 /// `bench forward` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Rounds (every server loaded once per load and round).
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// Seconds per dnsperf run.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    #[command(flatten)]
+    runs: rounds::Settings,
     /// Unique names per cache-miss run (more than a run can send).
     #[arg(long, default_value_t = 500_000)]
     miss_names: u32,
@@ -43,7 +39,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     crate::tools::stop_system_daemon("unbound", "unbound", &["/run/unbound.pid"]);
     let mut record = Record::start(
         "forward",
-        json!({ "rounds": args.rounds, "seconds": args.seconds, "miss_names": args.miss_names,
+        json!({ "rounds": args.runs.rounds, "seconds": args.runs.seconds, "miss_names": args.miss_names,
                 "dnsperf": "-c 10 -T 2; miss: -n 1" }),
     );
     record.tool("dnsperf");
@@ -83,8 +79,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     let samples = rounds::run(
         &servers,
         &LOADS,
-        args.rounds,
-        args.seconds,
+        args.runs.rounds,
+        args.runs.seconds,
         |load, server, round| {
             if load == "cached" {
                 return Ok((dir.join("cached.txt"), Vec::new()));

@@ -10,10 +10,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::{Child, Command};
 
 /// A server started by a benchmark; killed when dropped.
 pub(crate) struct Daemon {
@@ -44,10 +41,10 @@ impl Daemon {
         let pid = child.id().context("no pid")?;
         let log = Arc::new(Mutex::new(String::new()));
         if let Some(out) = child.stdout.take() {
-            collect(out, Arc::clone(&log));
+            skydns_tests::collect_lines(out, Arc::clone(&log));
         }
         if let Some(err) = child.stderr.take() {
-            collect(err, Arc::clone(&log));
+            skydns_tests::collect_lines(err, Arc::clone(&log));
         }
         let daemon = Self {
             _child: child,
@@ -68,18 +65,6 @@ impl Daemon {
     pub(crate) fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
-}
-
-fn collect(stream: impl AsyncRead + Unpin + Send + 'static, log: Arc<Mutex<String>>) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(mut l) = log.lock() {
-                l.push_str(&line);
-                l.push('\n');
-            }
-        }
-    });
 }
 
 /// A 127.0.0.1 port free for both UDP and TCP.

@@ -12,6 +12,17 @@ use crate::{
     process::Memory,
 };
 
+/// The rounds and run length of a comparison (`--rounds`, `--seconds`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct Settings {
+    /// Rounds (every server loaded once per query and round).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: usize,
+    /// Seconds per dnsperf run.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) seconds: u64,
+}
+
 /// A server under load.
 #[derive(Debug, Clone)]
 pub(crate) struct Server {

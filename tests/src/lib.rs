@@ -37,7 +37,8 @@ pub use http::{HttpReply, http};
 pub use skydns::{DEAD_UPSTREAM, Loading, SkyDns};
 pub use skydns_api::{Callback, Client, ClientError, Service};
 pub use system::{
-    eventually, fds_back_to, is_closed_by_peer, open_fds, open_idle_connections, signal_pid,
+    collect_lines, eventually, fds_back_to, is_closed_by_peer, open_fds, open_idle_connections,
+    signal_pid,
 };
 
 /// A service with the fields SkyDNS v1's README uses.

@@ -19,7 +19,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     process::{Child, Command},
     task::{JoinHandle, JoinSet},
@@ -80,10 +80,10 @@ impl SkyDock {
             .map_err(|e| format!("cannot start skydock: {e}"))?;
         let log = Arc::new(Mutex::new(String::new()));
         if let Some(out) = child.stdout.take() {
-            collect(out, Arc::clone(&log));
+            crate::collect_lines(out, Arc::clone(&log));
         }
         if let Some(err) = child.stderr.take() {
-            collect(err, Arc::clone(&log));
+            crate::collect_lines(err, Arc::clone(&log));
         }
         Ok(Self { child, log })
     }
@@ -202,19 +202,6 @@ impl SkyDock {
             .ok()?
             .ok()
     }
-}
-
-/// Appends every line of `stream` to `log`.
-fn collect<R: AsyncRead + Unpin + Send + 'static>(stream: R, log: Arc<Mutex<String>>) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(mut l) = log.lock() {
-                l.push_str(&line);
-                l.push('\n');
-            }
-        }
-    });
 }
 
 /// The text without ANSI colour codes (tracing colours its fields).

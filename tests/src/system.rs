@@ -102,3 +102,21 @@ pub fn is_closed_by_peer(stream: &std::net::TcpStream) -> bool {
         }
     }
 }
+
+/// Appends every line of `stream` (a child's stdout or stderr) to `log`,
+/// on a task of its own, until the stream ends.
+pub fn collect_lines<R>(stream: R, log: std::sync::Arc<std::sync::Mutex<String>>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncBufReadExt;
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut l) = log.lock() {
+                l.push_str(&line);
+                l.push('\n');
+            }
+        }
+    });
+}

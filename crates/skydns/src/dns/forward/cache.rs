@@ -103,14 +103,9 @@ impl Cache {
         let elapsed = u32::try_from(now.duration_since(entry.stored).as_secs()).unwrap_or(u32::MAX);
         let mut msg = entry.message.clone();
         drop(inner);
-        for r in msg
-            .answers
-            .iter_mut()
-            .chain(msg.authorities.iter_mut())
-            .chain(msg.additionals.iter_mut())
-        {
-            r.ttl = r.ttl.min(self.max_ttl).saturating_sub(elapsed);
-        }
+        set_ttls(&mut msg, |ttl| {
+            ttl.min(self.max_ttl).saturating_sub(elapsed)
+        });
         Some(msg)
     }
 
@@ -131,14 +126,7 @@ impl Cache {
         let mut msg = entry.message.clone();
         let (stored, expires) = (entry.stored, entry.expires);
         drop(inner);
-        for r in msg
-            .answers
-            .iter_mut()
-            .chain(msg.authorities.iter_mut())
-            .chain(msg.additionals.iter_mut())
-        {
-            r.ttl = r.ttl.min(self.max_ttl);
-        }
+        set_ttls(&mut msg, |ttl| ttl.min(self.max_ttl));
         Some((msg, stored, expires))
     }
 
@@ -158,15 +146,8 @@ impl Cache {
         }
         let mut msg = entry.message.clone();
         drop(inner);
-        let ttl = STALE_TTL.min(self.max_ttl);
-        for r in msg
-            .answers
-            .iter_mut()
-            .chain(msg.authorities.iter_mut())
-            .chain(msg.additionals.iter_mut())
-        {
-            r.ttl = ttl;
-        }
+        let stale = STALE_TTL.min(self.max_ttl);
+        set_ttls(&mut msg, |_| stale);
         Some(msg)
     }
 
@@ -202,6 +183,18 @@ impl Cache {
             let Inner { map, order } = &mut *inner;
             order.retain(|k| map.contains_key(k));
         }
+    }
+}
+
+/// Sets the TTL of every record of `msg` to `f(its TTL)`.
+fn set_ttls(msg: &mut Message, f: impl Fn(u32) -> u32) {
+    for r in msg
+        .answers
+        .iter_mut()
+        .chain(msg.authorities.iter_mut())
+        .chain(msg.additionals.iter_mut())
+    {
+        r.ttl = f(r.ttl);
     }
 }
 
