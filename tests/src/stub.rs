@@ -54,6 +54,8 @@ pub struct Stub {
     pub addr: SocketAddr,
     udp_count: Arc<AtomicUsize>,
     tcp_count: Arc<AtomicUsize>,
+    /// Source port and ID of each UDP query received.
+    udp_seen: Arc<std::sync::Mutex<Vec<(u16, u16)>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -88,8 +90,13 @@ impl Stub {
         let addr = udp.local_addr().expect("stub addr");
         let udp_count = Arc::new(AtomicUsize::new(0));
         let tcp_count = Arc::new(AtomicUsize::new(0));
+        let udp_seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let udp = Arc::new(udp);
-        let (uc, tc) = (Arc::clone(&udp_count), Arc::clone(&tcp_count));
+        let (uc, tc, seen) = (
+            Arc::clone(&udp_count),
+            Arc::clone(&tcp_count),
+            Arc::clone(&udp_seen),
+        );
         let udp_task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -100,6 +107,9 @@ impl Stub {
                 let Ok(query) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
+                if let Ok(mut seen) = seen.lock() {
+                    seen.push((from.port(), query.metadata.id));
+                }
                 let udp = Arc::clone(&udp);
                 tokio::spawn(async move {
                     if behavior == Behavior::Drop {
@@ -152,6 +162,7 @@ impl Stub {
             addr,
             udp_count,
             tcp_count,
+            udp_seen,
             tasks: vec![udp_task, tcp_task],
         }
     }
@@ -159,6 +170,11 @@ impl Stub {
     /// UDP queries received.
     pub fn udp_queries(&self) -> usize {
         self.udp_count.load(Ordering::SeqCst)
+    }
+
+    /// Source port and ID of each UDP query received, in order.
+    pub fn udp_sources(&self) -> Vec<(u16, u16)> {
+        self.udp_seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// TCP connections received.

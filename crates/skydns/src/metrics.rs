@@ -125,6 +125,11 @@ impl Metrics {
             forward.stale_answers.clone(),
         );
         registry.register(
+            "forward_prefetches",
+            "Popular cached answers refreshed upstream before they expired (prefetch)",
+            forward.prefetches.clone(),
+        );
+        registry.register(
             "forward_cache_entries",
             "Answers held in the forwarding cache",
             forward.cache_size.clone(),

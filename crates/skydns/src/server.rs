@@ -169,6 +169,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
                 cache_size: config.cache_size,
                 cache_max_ttl: config.cache_max_ttl,
                 serve_stale: config.cache_serve_stale,
+                prefetch: config.cache_prefetch,
             },
             metrics.forward.clone(),
         ))
@@ -187,7 +188,8 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         config.dns_workers,
         handler.clone(),
         token.child_token(),
-    )?;
+    )
+    .await?;
     let limits = TcpLimits {
         max_connections: config.max_tcp_connections,
         idle: config.read_timeout,

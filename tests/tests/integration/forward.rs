@@ -10,7 +10,7 @@ use hickory_proto::{
 };
 use skydns_tests::{
     SkyDns, a_records, query_message, service,
-    stub::{ANSWER, Behavior, Stub},
+    stub::{self, ANSWER, Behavior, Stub},
     tcp_query, udp_raw_from,
 };
 
@@ -320,4 +320,157 @@ async fn cache_size_zero_sends_every_question_upstream_and_holds_nothing() {
         metrics.contains("skydns_forward_cache_hits_total 0"),
         "{metrics}"
     );
+}
+
+/// Prefetch: a name asked at least `-cache-prefetch` times is refreshed
+/// upstream once the last tenth of its life begins, so asking it after its
+/// first answer expired is still a hit; without the flag that question is a
+/// miss, and a name asked once is left to expire.
+#[tokio::test]
+async fn a_popular_answer_is_refreshed_before_it_expires_and_never_becomes_a_miss() {
+    let common = ["-cache-max-ttl", "4"];
+    let (hot_up, plain_up) = (
+        Stub::start("127.0.0.1:0", Behavior::Answer).await,
+        Stub::start("127.0.0.1:0", Behavior::Answer).await,
+    );
+    let hot = skydns_with(
+        &[&hot_up],
+        &[&common[..], &["-cache-prefetch", "2"]].concat(),
+    )
+    .await;
+    let plain = skydns_with(&[&plain_up], &common).await;
+    let start = Instant::now();
+    for sky in [&hot, &plain] {
+        for name in [
+            "hot.example.",
+            "hot.example.",
+            "hot.example.",
+            "once.example.",
+        ] {
+            let msg = sky.query(name, RecordType::A).await;
+            assert_eq!(a_records(&msg), [ANSWER.to_string()]);
+        }
+    }
+    assert_eq!((hot_up.udp_queries(), plain_up.udp_queries()), (2, 2));
+
+    // In the last tenth of the 4 s life (3.6 s to 4 s): answered from the
+    // cache, and the popular name is refreshed upstream behind it.
+    tokio::time::sleep(Duration::from_millis(3700).saturating_sub(start.elapsed())).await;
+    for sky in [&hot, &plain] {
+        let msg = sky.query("hot.example.", RecordType::A).await;
+        assert_eq!(a_records(&msg), [ANSWER.to_string()]);
+        assert!(msg.answers.iter().all(|r| r.ttl <= 1), "{:?}", msg.answers);
+    }
+    let refreshed = Instant::now();
+    while hot_up.udp_queries() < 3 && refreshed.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(hot_up.udp_queries(), 3, "the popular name was prefetched");
+    assert_eq!(plain_up.udp_queries(), 2, "no prefetch without the flag");
+
+    // Past the first answer's expiry.
+    tokio::time::sleep(Duration::from_millis(4300).saturating_sub(start.elapsed())).await;
+    for sky in [&hot, &plain] {
+        let msg = sky.query("hot.example.", RecordType::A).await;
+        assert_eq!(a_records(&msg), [ANSWER.to_string()]);
+        assert!(msg.answers.iter().all(|r| r.ttl <= 4), "{:?}", msg.answers);
+    }
+    assert_eq!(
+        hot_up.udp_queries(),
+        3,
+        "still a hit: the prefetched answer"
+    );
+    assert_eq!(plain_up.udp_queries(), 3, "a miss: it had expired");
+    let metrics = skydns_tests::http(hot.http, "GET", "/metrics", &[], None)
+        .await
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("skydns_forward_prefetches_total 1"),
+        "once, and not for the name asked once: {metrics}"
+    );
+}
+
+/// What a client sees of a forwarded answer is its own: its ID, its
+/// question in its letter case, RD as it asked, RA, not AA — whether the
+/// upstream's records are sent on as they came (no EDNS, nothing capped),
+/// re-encoded (EDNS, or a TTL capped by `-cache-max-ttl`), or coalesced with
+/// another client's question.
+#[tokio::test]
+async fn a_forwarded_answer_carries_the_clients_id_case_and_flags_on_every_path() {
+    let up = Stub::start("127.0.0.1:0", Behavior::Answer).await;
+    let relayed = skydns_with(&[&up], &["-cache-size", "0"]).await;
+    let capped = skydns_with(&[&up], &["-cache-size", "0", "-cache-max-ttl", "60"]).await;
+    for (sky, payload, ttl) in [
+        (&relayed, None, stub::TTL),
+        (&relayed, Some(1232), stub::TTL),
+        (&capped, None, 60),
+    ] {
+        let mut query = query_message("MiXeD.CaSe.Example.", RecordType::A, payload);
+        query.metadata.id = 0x5a5a;
+        let reply = skydns_tests::udp_exchange(sky.dns, &query)
+            .await
+            .expect("answer");
+        let what = format!("EDNS {payload:?}, TTL {ttl}");
+        assert_eq!(reply.metadata.id, 0x5a5a, "{what}");
+        assert_eq!(reply.queries, query.queries, "{what}");
+        assert_eq!(
+            reply.queries[0].name().to_ascii(),
+            "MiXeD.CaSe.Example.",
+            "{what}"
+        );
+        assert!(reply.metadata.recursion_desired && reply.metadata.recursion_available);
+        assert!(!reply.metadata.authoritative && !reply.metadata.truncation);
+        assert_eq!(a_records(&reply), [ANSWER.to_string()], "{what}");
+        assert!(
+            reply.answers.iter().all(|r| r.ttl == ttl),
+            "{what}: {:?}",
+            reply.answers
+        );
+        assert_eq!(reply.edns.is_some(), payload.is_some(), "{what}");
+    }
+
+    // Coalesced: two clients ask the same name in different case at once;
+    // each gets its own ID and case.
+    let slow = Stub::start("127.0.0.1:0", Behavior::Delay(Duration::from_millis(200))).await;
+    let sky = skydns_with(&[&slow], &[]).await;
+    let ask = |name: &'static str, id: u16| {
+        let mut query = query_message(name, RecordType::A, None);
+        query.metadata.id = id;
+        let dns = sky.dns;
+        async move {
+            skydns_tests::udp_exchange(dns, &query)
+                .await
+                .expect("answer")
+        }
+    };
+    let (a, b) = tokio::join!(ask("same.EXAMPLE.", 1), ask("SAME.example.", 2));
+    assert_eq!(slow.udp_queries(), 1, "coalesced into one upstream query");
+    for (reply, id, name) in [(a, 1, "same.EXAMPLE."), (b, 2, "SAME.example.")] {
+        assert_eq!(reply.metadata.id, id);
+        assert_eq!(reply.queries[0].name().to_ascii(), name);
+        assert_eq!(a_records(&reply), [ANSWER.to_string()]);
+    }
+}
+
+/// RFC 5452: every query sent upstream comes from its own random source port
+/// with its own random ID, so an off-path attacker has to guess both.
+#[tokio::test]
+async fn each_upstream_query_has_its_own_random_source_port_and_id() {
+    let up = Stub::start("127.0.0.1:0", Behavior::Answer).await;
+    let sky = skydns_with(&[&up], &["-cache-size", "0"]).await;
+    for i in 0..40 {
+        let msg = sky.query(&format!("n{i}.example."), RecordType::A).await;
+        assert_eq!(a_records(&msg), [ANSWER.to_string()]);
+    }
+    let seen = up.udp_sources();
+    assert_eq!(seen.len(), 40);
+    let ports: std::collections::HashSet<u16> = seen.iter().map(|s| s.0).collect();
+    let ids: std::collections::HashSet<u16> = seen.iter().map(|s| s.1).collect();
+    // 40 draws from ~28,000 ports or 65,536 IDs repeat with probability < 3 %
+    // (two repeats: < 0.1 %); a port or ID reused, or counted up, fails.
+    assert!(ports.len() >= 38, "source ports: {seen:?}");
+    assert!(ids.len() >= 38, "IDs: {seen:?}");
+    let ascending = seen.windows(2).filter(|w| w[1].0 == w[0].0.wrapping_add(1)).count();
+    assert!(ascending < 10, "source ports counted up, not random: {seen:?}");
 }

@@ -54,6 +54,11 @@ pub struct Cli {
     /// than this long ago, with TTL 30 (Go duration, `30s`; 0 turns it off).
     #[arg(long, default_value_t = defaults::CACHE_SERVE_STALE.into())]
     pub cache_serve_stale: GoDuration,
+    /// Prefetch: a cached answer asked at least this many times is refreshed upstream once the
+    /// last 10 % of its TTL begins, so a popular name never expires into a miss (0 turns it off;
+    /// unbound's `prefetch: yes` is about 2).
+    #[arg(long, default_value_t = defaults::CACHE_PREFETCH)]
+    pub cache_prefetch: u64,
     /// Client networks (CIDR, comma-separated, repeatable) whose outside names are forwarded;
     /// default: loopback, RFC 1918, link-local and ULA.
     #[arg(long, env = "SKYDNS_ALLOW_RECURSION", action = ArgAction::Append)]

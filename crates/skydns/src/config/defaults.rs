@@ -24,6 +24,8 @@ pub const CACHE_MAX_TTL: u32 = 3600;
 /// How long past its expiry a cached answer may still be served while every
 /// upstream fails (RFC 8767 serve-stale); zero: never.
 pub const CACHE_SERVE_STALE: Duration = Duration::ZERO;
+/// Hits after which a cached forwarded answer is prefetched; zero: never.
+pub const CACHE_PREFETCH: u64 = 0;
 /// Idle TCP DNS connections are closed after this (`-rtimeout`).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// A TCP DNS client must take an answer within this (`-wtimeout`).

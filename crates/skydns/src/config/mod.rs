@@ -69,6 +69,8 @@ pub struct Config {
     pub cache_max_ttl: u32,
     /// Serve-stale window (zero: off).
     pub cache_serve_stale: Duration,
+    /// Hits that make a cached answer worth prefetching (zero: off).
+    pub cache_prefetch: u64,
     /// Clients whose outside names are forwarded.
     pub allow_recursion: Vec<IpNet>,
     /// Idle timeout of TCP DNS connections.
@@ -110,6 +112,7 @@ impl Config {
             cache_size: defaults::CACHE_SIZE,
             cache_max_ttl: defaults::CACHE_MAX_TTL,
             cache_serve_stale: defaults::CACHE_SERVE_STALE,
+            cache_prefetch: defaults::CACHE_PREFETCH,
             allow_recursion: default_allow_recursion(),
             read_timeout: defaults::READ_TIMEOUT,
             write_timeout: defaults::WRITE_TIMEOUT,
@@ -185,6 +188,7 @@ impl TryFrom<Cli> for Config {
             cache_size: cli.cache_size,
             cache_max_ttl: cli.cache_max_ttl,
             cache_serve_stale: cli.cache_serve_stale.into(),
+            cache_prefetch: cli.cache_prefetch,
             allow_recursion: if cli.allow_recursion.is_empty() {
                 default_allow_recursion()
             } else {

@@ -3,14 +3,15 @@
 
 use hickory_proto::{
     op::{
-        Edns, Header, HeaderCounts, LowerQuery, MessageType, Metadata, ResponseCode,
+        Edns, Header, HeaderCounts, LowerQuery, Message, MessageType, Metadata, ResponseCode,
         emit_message_parts,
     },
-    serialize::binary::{BinEncodable, BinEncoder},
+    rr::Record,
+    serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 use hickory_server::{net::xfer::Protocol, server::Request};
 
-use super::{DnsHandler, MAX_UDP_PAYLOAD, reply::Reply};
+use super::{DnsHandler, HEADER_LEN, MAX_UDP_PAYLOAD, forward::Answer, reply::Reply};
 
 impl DnsHandler {
     /// Encodes `reply` for `request`, truncating over UDP to the client's payload.
@@ -20,6 +21,82 @@ impl DnsHandler {
     /// its name and every owner name equal to it, or ending in it, becomes a
     /// 2-byte pointer (RFC 1035 4.1.4) — the first answer's owner included.
     pub(super) fn encode(&self, request: &Request, reply: &Reply, protocol: Protocol) -> Vec<u8> {
+        self.encode_sections(
+            request,
+            &self.metadata(request, reply.rcode, reply.authoritative),
+            [
+                &mut reply.answers.iter().map(|r| &r.record),
+                &mut reply.authority.iter().map(|r| &r.record),
+                &mut reply.additionals.iter().map(|r| &r.record),
+            ],
+            protocol,
+        )
+    }
+
+    /// Encodes an upstream's answer for `request` as [`Self::encode`] does,
+    /// straight from its records (no copy of them is made first).
+    pub(super) fn encode_forwarded(
+        &self,
+        request: &Request,
+        answer: &Message,
+        protocol: Protocol,
+    ) -> Vec<u8> {
+        self.encode_sections(
+            request,
+            &self.metadata(request, answer.metadata.response_code, false),
+            [
+                &mut answer.answers.iter(),
+                &mut answer.authorities.iter(),
+                &mut answer.additionals.iter(),
+            ],
+            protocol,
+        )
+    }
+
+    /// The upstream's reply sent on as it came, under the header
+    /// [`Self::encode_forwarded`] would write and the client's own question
+    /// bytes, when that makes the same response: neither side used EDNS (an
+    /// OPT record belongs to one hop), one question of the same length (so
+    /// every compression pointer still points where it did), and it fits the
+    /// client's transport. `None`: encode it instead.
+    pub(super) fn relay(
+        &self,
+        request: &Request,
+        answer: &Answer,
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
+        let wire = answer.wire.as_deref()?;
+        let msg = &answer.message;
+        if request.edns.is_some()
+            || msg.edns.is_some()
+            || msg.metadata.truncation
+            || request.queries.len() != 1
+            || msg.queries.len() != 1
+            || (protocol == Protocol::Udp && wire.len() > 512)
+        {
+            return None;
+        }
+        let question = request.queries.as_bytes();
+        let end = HEADER_LEN + question.len();
+        if !wire.get(HEADER_LEN..end)?.eq_ignore_ascii_case(question) {
+            return None;
+        }
+        let mut header = Header::read(&mut BinDecoder::new(wire)).ok()?;
+        header.metadata = self.metadata(request, msg.metadata.response_code, false);
+        let mut out = Vec::with_capacity(wire.len());
+        header.emit(&mut BinEncoder::new(&mut out)).ok()?;
+        out.extend_from_slice(question);
+        out.extend_from_slice(wire.get(end..)?);
+        Some(out)
+    }
+
+    fn encode_sections(
+        &self,
+        request: &Request,
+        metadata: &Metadata,
+        [answers, authority, additionals]: [&mut dyn Iterator<Item = &Record>; 3],
+        protocol: Protocol,
+    ) -> Vec<u8> {
         let edns = response_edns(request);
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
@@ -29,11 +106,11 @@ impl DnsHandler {
             _ => u16::MAX,
         });
         let emitted = emit_message_parts(
-            &self.metadata(request, reply),
+            metadata,
             &mut request.queries.queries().iter().map(LowerQuery::original),
-            &mut reply.answers.iter().map(|r| &r.record),
-            &mut reply.authority.iter().map(|r| &r.record),
-            &mut reply.additionals.iter().map(|r| &r.record),
+            &mut { answers },
+            &mut { authority },
+            &mut { additionals },
             edns.as_ref(),
             None,
             &mut encoder,
@@ -49,12 +126,12 @@ impl DnsHandler {
         bytes
     }
 
-    fn metadata(&self, request: &Request, reply: &Reply) -> Metadata {
+    fn metadata(&self, request: &Request, rcode: ResponseCode, authoritative: bool) -> Metadata {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.message_type = MessageType::Response;
-        metadata.authoritative = reply.authoritative;
+        metadata.authoritative = authoritative;
         metadata.recursion_available = self.forwarder.is_some();
-        metadata.response_code = reply.rcode;
+        metadata.response_code = rcode;
         metadata
     }
 }

@@ -13,7 +13,8 @@
 //!   `-cache-serve-stale`, the cached answer that expired less than that long
 //!   ago (RFC 8767);
 //! - identical queries in flight are sent upstream once ([`Coalescer`]);
-//! - answers are cached ([`cache`]) with TTLs counted down.
+//! - answers are cached ([`cache`]) with TTLs counted down, and with
+//!   `-cache-prefetch` a popular answer is refreshed before it expires.
 
 pub(crate) mod cache;
 mod coalesce;
@@ -29,11 +30,11 @@ use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
-use tokio::sync::broadcast;
+use tokio::{sync::broadcast, task::JoinSet};
 
-use cache::{Cache, CacheKey};
+use cache::{Cache, CacheKey, Timed};
 use coalesce::{Coalescer, Joined};
-use upstream::{tcp_exchange, udp_exchange, upstream_request};
+use upstream::{UpstreamQuery, tcp_exchange, udp_exchange};
 
 /// Failures in a row after which an upstream is moved to the back.
 const FAILS_BEFORE_BACKOFF: u32 = 2;
@@ -43,6 +44,9 @@ const BACKOFF: Duration = Duration::from_secs(30);
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Largest UDP reply accepted from an upstream.
 const MAX_UPSTREAM_UDP: usize = 4096;
+/// Prefetches running at once; a popular answer due while they run is
+/// refreshed by its next miss instead.
+const MAX_PREFETCHES: usize = 64;
 
 /// Forwarding settings.
 #[derive(Debug, Clone)]
@@ -58,6 +62,9 @@ pub struct ForwardOptions {
     /// How long past expiry a cached answer may be served while every
     /// upstream fails (RFC 8767); zero: never.
     pub serve_stale: Duration,
+    /// Hits after which a cached answer is refreshed upstream in the last
+    /// tenth of its life (0: never).
+    pub prefetch: u64,
 }
 
 /// Forwarding metrics (registered by [`crate::metrics::Metrics`]).
@@ -73,6 +80,8 @@ pub struct ForwardMetrics {
     pub cache_size: Gauge,
     /// Expired answers served because every upstream failed (serve-stale).
     pub stale_answers: Counter,
+    /// Popular answers refreshed before they expired.
+    pub prefetches: Counter,
     /// Upstream round-trip time in seconds.
     pub latency: Histogram,
 }
@@ -86,6 +95,7 @@ impl ForwardMetrics {
             cache_misses: Counter::default(),
             cache_size: Gauge::default(),
             stale_answers: Counter::default(),
+            prefetches: Counter::default(),
             latency: Histogram::new([0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0]),
         }
     }
@@ -110,9 +120,29 @@ pub struct UpstreamLabels {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// The upstream's reply (its ID is meaningless to the client).
-    Answer(Arc<Message>),
+    Answer(Answer),
     /// Every upstream failed.
     Failed,
+}
+
+/// An answer to a forwarded question.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The answer, parsed.
+    pub message: Arc<Message>,
+    /// The upstream's reply as it came, when it is exactly `message` (no TTL
+    /// was capped; not from the cache): its records can be sent on as they
+    /// are, under the client's own header and question.
+    pub wire: Option<Arc<[u8]>>,
+}
+
+impl Answer {
+    fn parsed(message: Message) -> Self {
+        Self {
+            message: Arc::new(message),
+            wire: None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -121,13 +151,47 @@ struct Health {
     down_until: Option<Instant>,
 }
 
+/// The attempt counters of one upstream, made once (not per query).
+#[derive(Debug)]
+struct Attempts {
+    ok: Counter,
+    timeout: Counter,
+    refused: Counter,
+    error: Counter,
+    truncated: Counter,
+}
+
+impl Attempts {
+    fn of(metrics: &ForwardMetrics, upstream: SocketAddr) -> Self {
+        let counter = |outcome: &str| {
+            metrics
+                .attempts
+                .get_or_create(&UpstreamLabels {
+                    upstream: upstream.to_string(),
+                    outcome: outcome.into(),
+                })
+                .clone()
+        };
+        Self {
+            ok: counter("ok"),
+            timeout: counter("timeout"),
+            refused: counter("refused"),
+            error: counter("error"),
+            truncated: counter("truncated"),
+        }
+    }
+}
+
 /// The forwarder: shared by every DNS task.
 #[derive(Debug)]
 pub struct Forwarder {
     options: ForwardOptions,
     health: Vec<Mutex<Health>>,
+    attempts: Vec<Attempts>,
     cache: Cache,
     coalescer: Coalescer,
+    /// Refreshes of popular answers, owned here: dropped with the forwarder.
+    prefetches: Mutex<JoinSet<()>>,
     metrics: ForwardMetrics,
 }
 
@@ -139,12 +203,19 @@ impl Forwarder {
             .iter()
             .map(|_| Mutex::new(Health::default()))
             .collect();
-        let cache = Cache::new(options.cache_size, options.cache_max_ttl);
+        let attempts = options
+            .upstreams
+            .iter()
+            .map(|&u| Attempts::of(&metrics, u))
+            .collect();
+        let cache = Cache::new(options.cache_size, options.cache_max_ttl, options.prefetch);
         Self {
             options,
             health,
+            attempts,
             cache,
             coalescer: Coalescer::default(),
+            prefetches: Mutex::new(JoinSet::new()),
             metrics,
         }
     }
@@ -155,9 +226,10 @@ impl Forwarder {
     }
 
     /// The cached answer to `query` without waiting: TTLs as stored, with
-    /// the time stored and the expiry (see [`Cache::get_timed`]). Counts a
-    /// cache hit; a miss is counted by [`Self::resolve`].
-    pub fn cached(&self, query: &Query) -> Option<(Message, Instant, Instant)> {
+    /// when it was stored, how long a copy may be kept and whether it is due
+    /// for a prefetch (see [`Cache::get_timed`]). Counts a cache hit; a miss
+    /// is counted by [`Self::resolve`].
+    pub(crate) fn cached(&self, query: &Query) -> Option<Timed> {
         let got = self.cache.get_timed(&CacheKey::of(query))?;
         self.metrics.cache_hits.inc();
         Some(got)
@@ -168,16 +240,57 @@ impl Forwarder {
         self.metrics.cache_hits.clone()
     }
 
-    /// Resolves `query` upstream (or from the cache). `edns` is the client's,
-    /// `tcp` whether the client asked over TCP.
-    pub async fn resolve(&self, query: &Query, edns: Option<&Edns>, tcp: bool) -> Outcome {
+    /// Resolves `query` upstream (or from the cache). `wire` is its question
+    /// section as the client sent it (copied into the upstream query when
+    /// given), `edns` the client's, `tcp` whether the client asked over TCP.
+    pub async fn resolve(
+        &self,
+        query: &Query,
+        wire: Option<&[u8]>,
+        edns: Option<&Edns>,
+        tcp: bool,
+    ) -> Outcome {
         let key = CacheKey::of(query);
         if let Some(msg) = self.cache.get(&key) {
             self.metrics.cache_hits.inc();
-            return Outcome::Answer(Arc::new(msg));
+            return Outcome::Answer(Answer::parsed(msg));
         }
         self.metrics.cache_misses.inc();
+        self.fetch(key, query, wire, edns, tcp).await
+    }
 
+    /// Refreshes the cached answer to `query` upstream in the background (a
+    /// prefetch), unless [`MAX_PREFETCHES`] are running. Runs on the calling
+    /// thread's runtime; the task belongs to the forwarder.
+    pub(crate) fn prefetch(self: &Arc<Self>, query: Query, edns: Option<Edns>) {
+        let mut running = self
+            .prefetches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while running.try_join_next().is_some() {}
+        if running.len() >= MAX_PREFETCHES {
+            return;
+        }
+        self.metrics.prefetches.inc();
+        let forwarder = Arc::clone(self);
+        running.spawn(async move {
+            let key = CacheKey::of(&query);
+            forwarder
+                .fetch(key, &query, None, edns.as_ref(), false)
+                .await;
+        });
+    }
+
+    /// Asks the upstreams (once for every identical question in flight) and
+    /// caches the answer; when all fail, the stale answer if serve-stale allows.
+    async fn fetch(
+        &self,
+        key: CacheKey,
+        query: &Query,
+        wire: Option<&[u8]>,
+        edns: Option<&Edns>,
+        tcp: bool,
+    ) -> Outcome {
         // CANCEL-SAFETY: the leader's `Flight` removes the question when
         // this future is dropped; a waiter whose leader went away leads the
         // next attempt, and nobody waits past the forwarding deadline.
@@ -196,10 +309,10 @@ impl Forwarder {
                     }
                 }
             };
-            let mut outcome = self.ask_upstreams(query, edns, tcp).await;
+            let mut outcome = self.ask_upstreams(query, wire, edns, tcp).await;
             match &outcome {
-                Outcome::Answer(msg) => {
-                    self.cache.insert(key.clone(), msg);
+                Outcome::Answer(answer) => {
+                    self.cache.insert(key, &answer.message);
                     self.metrics
                         .cache_size
                         .set(i64::try_from(self.cache.len()).unwrap_or(i64::MAX));
@@ -208,7 +321,7 @@ impl Forwarder {
                     if let Some(stale) = self.cache.get_stale(&key, self.options.serve_stale) {
                         tracing::warn!(name = %query.name(), "every upstream failed: serving the expired cached answer (serve-stale)");
                         self.metrics.stale_answers.inc();
-                        outcome = Outcome::Answer(Arc::new(stale));
+                        outcome = Outcome::Answer(Answer::parsed(stale));
                     }
                 }
             }
@@ -259,7 +372,9 @@ impl Forwarder {
                 let Some(&upstream) = self.options.upstreams.get(i) else {
                     continue;
                 };
-                let request = upstream_request(&probe, None);
+                let Ok(request) = UpstreamQuery::new(&probe, None, None) else {
+                    continue;
+                };
                 let ok = matches!(
                     tokio::time::timeout(self.options.timeout, udp_exchange(upstream, &request))
                         .await,
@@ -276,17 +391,18 @@ impl Forwarder {
     /// Upstream indexes, healthy ones first.
     fn order(&self) -> Vec<usize> {
         let now = Instant::now();
-        let (mut up, mut down) = (Vec::new(), Vec::new());
+        let mut order = Vec::with_capacity(self.health.len());
+        let mut down = 0;
         for (i, h) in self.health.iter().enumerate() {
             let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if h.down_until.is_some_and(|t| t > now) {
-                down.push(i)
+                order.push(i);
+                down += 1;
             } else {
-                up.push(i)
+                order.insert(order.len() - down, i);
             }
         }
-        up.extend(down);
-        up
+        order
     }
 
     fn mark(&self, i: usize, ok: bool) {
@@ -303,46 +419,61 @@ impl Forwarder {
         }
     }
 
-    async fn ask_upstreams(&self, query: &Query, edns: Option<&Edns>, tcp: bool) -> Outcome {
-        let request = upstream_request(query, edns);
+    async fn ask_upstreams(
+        &self,
+        query: &Query,
+        wire: Option<&[u8]>,
+        edns: Option<&Edns>,
+        tcp: bool,
+    ) -> Outcome {
+        let request = match UpstreamQuery::new(query, wire, edns) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::warn!(error = %e, name = %query.name(), "cannot encode the upstream query");
+                return Outcome::Failed;
+            }
+        };
         for i in self.order() {
-            let Some(&upstream) = self.options.upstreams.get(i) else {
+            let (Some(&upstream), Some(attempts)) =
+                (self.options.upstreams.get(i), self.attempts.get(i))
+            else {
                 continue;
             };
             let start = Instant::now();
-            let result =
-                tokio::time::timeout(self.options.timeout, self.exchange(upstream, &request, tcp))
-                    .await;
-            let (outcome, answer) = match result {
-                Err(_) => ("timeout", None),
+            let result = tokio::time::timeout(
+                self.options.timeout,
+                self.exchange(upstream, attempts, &request, tcp),
+            )
+            .await;
+            let (outcome, counter, answer) = match result {
+                Err(_) => ("timeout", &attempts.timeout, None),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    ("refused", None)
+                    ("refused", &attempts.refused, None)
                 }
-                Ok(Err(_)) => ("error", None),
-                Ok(Ok(msg)) => ("ok", Some(msg)),
+                Ok(Err(_)) => ("error", &attempts.error, None),
+                Ok(Ok(reply)) => ("ok", &attempts.ok, Some(reply)),
             };
-            self.metrics
-                .attempts
-                .get_or_create(&UpstreamLabels {
-                    upstream: upstream.to_string(),
-                    outcome: outcome.into(),
-                })
-                .inc();
+            counter.inc();
             match answer {
-                Some(mut msg) if msg.metadata.response_code != ResponseCode::ServFail => {
+                Some((mut msg, wire)) if msg.metadata.response_code != ResponseCode::ServFail => {
                     // What clients see never outlives what the cache may keep.
                     let cap = self.options.cache_max_ttl;
+                    let mut capped = false;
                     for r in msg
                         .answers
                         .iter_mut()
                         .chain(&mut msg.authorities)
                         .chain(&mut msg.additionals)
                     {
+                        capped |= r.ttl > cap;
                         r.ttl = r.ttl.min(cap);
                     }
                     self.metrics.latency.observe(start.elapsed().as_secs_f64());
                     self.mark(i, true);
-                    return Outcome::Answer(Arc::new(msg));
+                    return Outcome::Answer(Answer {
+                        message: Arc::new(msg),
+                        wire: (!capped).then(|| Arc::from(wire)),
+                    });
                 }
                 _ => {
                     tracing::warn!(%upstream, outcome, name = %query.name(), "forwarding failed, trying the next upstream");
@@ -357,21 +488,16 @@ impl Forwarder {
     async fn exchange(
         &self,
         upstream: SocketAddr,
-        request: &Message,
+        attempts: &Attempts,
+        request: &UpstreamQuery,
         tcp: bool,
-    ) -> std::io::Result<Message> {
+    ) -> std::io::Result<(Message, Vec<u8>)> {
         if !tcp {
             let reply = udp_exchange(upstream, request).await?;
-            if !reply.metadata.truncation {
+            if !reply.0.metadata.truncation {
                 return Ok(reply);
             }
-            self.metrics
-                .attempts
-                .get_or_create(&UpstreamLabels {
-                    upstream: upstream.to_string(),
-                    outcome: "truncated".into(),
-                })
-                .inc();
+            attempts.truncated.inc();
         }
         tcp_exchange(upstream, request).await
     }
@@ -392,6 +518,7 @@ mod tests {
             cache_size: 0,
             cache_max_ttl: 60,
             serve_stale: Duration::ZERO,
+            prefetch: 0,
         };
         (Forwarder::new(options, ForwardMetrics::new()), silent)
     }
@@ -400,7 +527,10 @@ mod tests {
     async fn a_leader_dropped_before_it_is_done_leaves_nothing_in_flight() {
         let (fwd, _silent) = silent_forwarder(Duration::from_secs(30)).await;
         let q = Query::query(Name::from_ascii("x.example.").expect("name"), RecordType::A);
-        let leader = tokio::time::timeout(Duration::from_millis(100), fwd.resolve(&q, None, false));
+        let leader = tokio::time::timeout(
+            Duration::from_millis(100),
+            fwd.resolve(&q, None, None, false),
+        );
         assert!(leader.await.is_err(), "the upstream never answers");
         assert_eq!(fwd.in_flight(), 0, "the dropped leader's question is gone");
     }
@@ -411,8 +541,11 @@ mod tests {
         let q = Query::query(Name::from_ascii("y.example.").expect("name"), RecordType::A);
         let started = Instant::now();
         let (leader, waiter) = tokio::join!(
-            tokio::time::timeout(Duration::from_millis(100), fwd.resolve(&q, None, false)),
-            fwd.resolve(&q, None, false),
+            tokio::time::timeout(
+                Duration::from_millis(100),
+                fwd.resolve(&q, None, None, false)
+            ),
+            fwd.resolve(&q, None, None, false),
         );
         assert!(leader.is_err(), "the leader was dropped");
         assert!(matches!(waiter, Outcome::Failed));

@@ -141,8 +141,9 @@ impl DnsHandler {
         };
         let bytes = self.encode(&parsed, &reply, protocol);
         let mut counters = vec![self.count(qtype(&parsed), reply.rcode, start)];
-        if let (Some(_), Some(forwarder)) = (upstream, &self.forwarder) {
+        if let (Some(from), Some(forwarder)) = (&upstream, &self.forwarder) {
             counters.push(forwarder.cache_hits());
+            counters.push(from.hits.clone());
         }
         if let Some(asked) = key.filter(|_| reply.cacheable)
             && let Some(variant) = response_cache::Variant::build(
@@ -150,7 +151,7 @@ impl DnsHandler {
                 [&reply.answers, &reply.authority, &reply.additionals],
                 &reply.deps,
                 self.options.round_robin && upstream.is_none(),
-                upstream,
+                upstream.as_ref().map(|from| (from.stored, from.keep_until)),
             )
         {
             self.cache.insert(
@@ -167,9 +168,16 @@ impl DnsHandler {
     /// Forwards a request [`Self::respond_now`] handed back, and encodes the answer.
     pub async fn finish_forward(&self, request: &Request) -> Vec<u8> {
         let start = Instant::now();
-        let reply = self.forward(request).await;
-        let bytes = self.encode(request, &reply, request.protocol());
-        self.count(qtype(request), reply.rcode, start);
+        let protocol = request.protocol();
+        let (bytes, rcode) = match self.forward(request).await {
+            Ok(answer) => (
+                self.relay(request, &answer, protocol)
+                    .unwrap_or_else(|| self.encode_forwarded(request, &answer.message, protocol)),
+                answer.message.metadata.response_code,
+            ),
+            Err(rcode) => (self.encode(request, &Reply::error(rcode), protocol), rcode),
+        };
+        self.count(qtype(request), rcode, start);
         bytes
     }
 

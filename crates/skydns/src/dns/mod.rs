@@ -38,6 +38,8 @@ pub(crate) use zone::Zone;
 
 /// Largest UDP payload we advertise and send (RFC 9715's safe 1232 bytes).
 pub(crate) const MAX_UDP_PAYLOAD: u16 = 1232;
+/// Size of the DNS header.
+pub(crate) const HEADER_LEN: usize = 12;
 
 /// Settings of the DNS side.
 #[derive(Debug, Clone)]

@@ -24,7 +24,10 @@ use hickory_proto::{
 use prometheus_client::metrics::counter::Counter;
 use rand::RngExt;
 
-use super::answer::{Rec, TtlPolicy, TtlSource};
+use super::{
+    HEADER_LEN,
+    answer::{Rec, TtlPolicy, TtlSource},
+};
 use crate::registry::Entry;
 
 /// Longest request the cache looks at (longer ones take the full path).
@@ -34,8 +37,6 @@ const CAPACITY: usize = 4096;
 /// Orders kept of a round-robin answer whose records cannot be shuffled in
 /// the copy (SRV with glue).
 const ROUND_ROBIN_VARIANTS: usize = 4;
-/// Size of the DNS header.
-const HEADER_LEN: usize = 12;
 /// RR type of the EDNS OPT pseudo-record (its TTL field holds flags).
 const OPT: u16 = 41;
 

@@ -1,7 +1,10 @@
 //! Identical questions in flight are sent upstream once: the first asker
 //! leads, the others wait for its outcome.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{HashMap, hash_map},
+    sync::Mutex,
+};
 
 use tokio::sync::broadcast;
 
@@ -20,8 +23,10 @@ pub(super) type FlightKey = (CacheKey, bool);
 /// deadline either.
 #[derive(Debug, Default)]
 pub(crate) struct Coalescer {
-    inflight: Mutex<HashMap<FlightKey, broadcast::Sender<Outcome>>>,
+    inflight: Mutex<InFlight>,
 }
+
+type InFlight = HashMap<FlightKey, broadcast::Sender<Outcome>, foldhash::fast::RandomState>;
 
 /// What joining the in-flight questions gave: lead the question, or wait.
 pub(super) enum Joined<'a> {
@@ -30,7 +35,7 @@ pub(super) enum Joined<'a> {
 }
 
 impl Coalescer {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FlightKey, broadcast::Sender<Outcome>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InFlight> {
         self.inflight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -38,11 +43,15 @@ impl Coalescer {
 
     pub(super) fn join(&self, key: FlightKey) -> Joined<'_> {
         let mut inflight = self.lock();
-        if let Some(tx) = inflight.get(&key) {
-            return Joined::Wait(tx.subscribe());
-        }
-        let (tx, _) = broadcast::channel(1);
-        inflight.insert(key.clone(), tx.clone());
+        let (key, tx) = match inflight.entry(key) {
+            hash_map::Entry::Occupied(flight) => return Joined::Wait(flight.get().subscribe()),
+            hash_map::Entry::Vacant(free) => {
+                let key = free.key().clone();
+                let (tx, _) = broadcast::channel(1);
+                free.insert(tx.clone());
+                (key, tx)
+            }
+        };
         Joined::Lead(Flight {
             coalescer: self,
             key: Some(key),
@@ -76,11 +85,10 @@ impl Flight<'_> {
             return;
         };
         let mut inflight = self.coalescer.lock();
-        if inflight
-            .get(&key)
-            .is_some_and(|tx| tx.same_channel(&self.tx))
+        if let hash_map::Entry::Occupied(flight) = inflight.entry(key)
+            && flight.get().same_channel(&self.tx)
         {
-            inflight.remove(&key);
+            flight.remove();
         }
     }
 }

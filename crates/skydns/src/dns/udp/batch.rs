@@ -4,7 +4,7 @@
 
 use std::{
     io::{IoSlice, IoSliceMut},
-    net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
+    net::{SocketAddr, SocketAddrV4, SocketAddrV6},
     os::fd::AsRawFd,
 };
 
@@ -46,9 +46,10 @@ impl Batch {
         }
     }
 
-    /// Waits for a datagram (up to the socket's read timeout), then takes
-    /// every other one already queued, up to [`SIZE`].
-    pub(super) fn receive(&mut self, socket: &UdpSocket) -> std::io::Result<()> {
+    /// Takes the datagrams queued, up to [`SIZE`]: on a blocking socket it
+    /// first waits for one (up to the socket's read timeout); on a
+    /// non-blocking one, none queued is `WouldBlock`.
+    pub(super) fn receive(&mut self, socket: &impl AsRawFd) -> std::io::Result<()> {
         self.received.clear();
         let mut slices = self.buffers.each_mut().map(|b| [IoSliceMut::new(b)]);
         let results = recvmmsg(
@@ -84,7 +85,7 @@ impl Batch {
 
     /// Sends every answer kept, in as few `sendmmsg` calls as the kernel
     /// allows; one that cannot be sent is logged and skipped.
-    pub(super) fn send(&mut self, socket: &UdpSocket) {
+    pub(super) fn send(&mut self, socket: &impl AsRawFd) {
         let mut from = 0;
         while from < self.replies.len() {
             let pending = self.replies.get(from..).unwrap_or_default();
@@ -130,7 +131,7 @@ fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::{net::UdpSocket, time::Duration};
 
     #[test]
     fn a_batch_answers_each_datagram_to_its_own_sender() {
