@@ -471,6 +471,12 @@ async fn each_upstream_query_has_its_own_random_source_port_and_id() {
     // (two repeats: < 0.1 %); a port or ID reused, or counted up, fails.
     assert!(ports.len() >= 38, "source ports: {seen:?}");
     assert!(ids.len() >= 38, "IDs: {seen:?}");
-    let ascending = seen.windows(2).filter(|w| w[1].0 == w[0].0.wrapping_add(1)).count();
-    assert!(ascending < 10, "source ports counted up, not random: {seen:?}");
+    let ascending = seen
+        .windows(2)
+        .filter(|w| w[1].0 == w[0].0.wrapping_add(1))
+        .count();
+    assert!(
+        ascending < 10,
+        "source ports counted up, not random: {seen:?}"
+    );
 }
