@@ -263,6 +263,14 @@ impl SkyDns {
         matches!(tokio::time::timeout(Duration::from_secs(10), child.wait()).await, Ok(Ok(s)) if s.success())
     }
 
+    /// The Prometheus text at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        crate::http(self.http, "GET", "/metrics", &[], None)
+            .await
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+            .text()
+    }
+
     /// A DNS query over UDP.
     pub async fn query(&self, name: &str, rtype: RecordType) -> Message {
         udp_query(self.dns, name, rtype)

@@ -271,10 +271,7 @@ async fn an_expired_answer_is_served_while_every_upstream_fails_within_the_stale
     assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
     assert_eq!(a_records(&msg), [ANSWER.to_string()], "the stale answer");
     assert!(msg.answers.iter().all(|r| r.ttl == 1), "{:?}", msg.answers);
-    let metrics = skydns_tests::http(stale.http, "GET", "/metrics", &[], None)
-        .await
-        .expect("metrics")
-        .text();
+    let metrics = stale.metrics().await;
     assert!(
         metrics.contains("skydns_forward_stale_answers_total 1"),
         "{metrics}"
@@ -308,10 +305,7 @@ async fn cache_size_zero_sends_every_question_upstream_and_holds_nothing() {
         assert_eq!(a_records(&msg), [ANSWER.to_string()]);
     }
     assert_eq!(up.udp_queries(), 3, "each question went upstream");
-    let metrics = skydns_tests::http(sky.http, "GET", "/metrics", &[], None)
-        .await
-        .expect("metrics")
-        .text();
+    let metrics = sky.metrics().await;
     assert!(
         metrics.contains("skydns_forward_cache_entries 0"),
         "{metrics}"
@@ -381,10 +375,7 @@ async fn a_popular_answer_is_refreshed_before_it_expires_and_never_becomes_a_mis
         "still a hit: the prefetched answer"
     );
     assert_eq!(plain_up.udp_queries(), 3, "a miss: it had expired");
-    let metrics = skydns_tests::http(hot.http, "GET", "/metrics", &[], None)
-        .await
-        .expect("metrics")
-        .text();
+    let metrics = hot.metrics().await;
     assert!(
         metrics.contains("skydns_forward_prefetches_total 1"),
         "once, and not for the name asked once: {metrics}"

@@ -125,6 +125,20 @@ pub enum Outcome {
     Failed,
 }
 
+/// A question to forward, as the client asked it.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    /// The question.
+    pub query: &'a Query,
+    /// Its question section as the client wrote it (one question): copied
+    /// into the upstream query when given.
+    pub wire: Option<&'a [u8]>,
+    /// The client's EDNS.
+    pub edns: Option<&'a Edns>,
+    /// Whether the client asked over TCP.
+    pub tcp: bool,
+}
+
 /// An answer to a forwarded question.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -240,23 +254,15 @@ impl Forwarder {
         self.metrics.cache_hits.clone()
     }
 
-    /// Resolves `query` upstream (or from the cache). `wire` is its question
-    /// section as the client sent it (copied into the upstream query when
-    /// given), `edns` the client's, `tcp` whether the client asked over TCP.
-    pub async fn resolve(
-        &self,
-        query: &Query,
-        wire: Option<&[u8]>,
-        edns: Option<&Edns>,
-        tcp: bool,
-    ) -> Outcome {
-        let key = CacheKey::of(query);
+    /// Resolves a question upstream (or from the cache).
+    pub async fn resolve(&self, asked: Asked<'_>) -> Outcome {
+        let key = CacheKey::of(asked.query);
         if let Some(msg) = self.cache.get(&key) {
             self.metrics.cache_hits.inc();
             return Outcome::Answer(Answer::parsed(msg));
         }
         self.metrics.cache_misses.inc();
-        self.fetch(key, query, wire, edns, tcp).await
+        self.fetch(key, asked).await
     }
 
     /// Refreshes the cached answer to `query` upstream in the background (a
@@ -275,28 +281,25 @@ impl Forwarder {
         let forwarder = Arc::clone(self);
         running.spawn(async move {
             let key = CacheKey::of(&query);
-            forwarder
-                .fetch(key, &query, None, edns.as_ref(), false)
-                .await;
+            let asked = Asked {
+                query: &query,
+                wire: None,
+                edns: edns.as_ref(),
+                tcp: false,
+            };
+            forwarder.fetch(key, asked).await;
         });
     }
 
     /// Asks the upstreams (once for every identical question in flight) and
     /// caches the answer; when all fail, the stale answer if serve-stale allows.
-    async fn fetch(
-        &self,
-        key: CacheKey,
-        query: &Query,
-        wire: Option<&[u8]>,
-        edns: Option<&Edns>,
-        tcp: bool,
-    ) -> Outcome {
+    async fn fetch(&self, key: CacheKey, asked: Asked<'_>) -> Outcome {
         // CANCEL-SAFETY: the leader's `Flight` removes the question when
         // this future is dropped; a waiter whose leader went away leads the
         // next attempt, and nobody waits past the forwarding deadline.
         let deadline = tokio::time::Instant::now() + self.deadline();
         loop {
-            let flight = match self.coalescer.join((key.clone(), tcp)) {
+            let flight = match self.coalescer.join((key.clone(), asked.tcp)) {
                 Joined::Lead(flight) => flight,
                 Joined::Wait(mut rx) => {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -309,7 +312,7 @@ impl Forwarder {
                     }
                 }
             };
-            let mut outcome = self.ask_upstreams(query, wire, edns, tcp).await;
+            let mut outcome = self.ask_upstreams(asked).await;
             match &outcome {
                 Outcome::Answer(answer) => {
                     self.cache.insert(key, &answer.message);
@@ -319,7 +322,7 @@ impl Forwarder {
                 }
                 Outcome::Failed => {
                     if let Some(stale) = self.cache.get_stale(&key, self.options.serve_stale) {
-                        tracing::warn!(name = %query.name(), "every upstream failed: serving the expired cached answer (serve-stale)");
+                        tracing::warn!(name = %asked.query.name(), "every upstream failed: serving the expired cached answer (serve-stale)");
                         self.metrics.stale_answers.inc();
                         outcome = Outcome::Answer(Answer::parsed(stale));
                     }
@@ -419,13 +422,13 @@ impl Forwarder {
         }
     }
 
-    async fn ask_upstreams(
-        &self,
-        query: &Query,
-        wire: Option<&[u8]>,
-        edns: Option<&Edns>,
-        tcp: bool,
-    ) -> Outcome {
+    async fn ask_upstreams(&self, asked: Asked<'_>) -> Outcome {
+        let Asked {
+            query,
+            wire,
+            edns,
+            tcp,
+        } = asked;
         let request = match UpstreamQuery::new(query, wire, edns) {
             Ok(request) => request,
             Err(e) => {
@@ -529,7 +532,12 @@ mod tests {
         let q = Query::query(Name::from_ascii("x.example.").expect("name"), RecordType::A);
         let leader = tokio::time::timeout(
             Duration::from_millis(100),
-            fwd.resolve(&q, None, None, false),
+            fwd.resolve(Asked {
+                query: &q,
+                wire: None,
+                edns: None,
+                tcp: false,
+            }),
         );
         assert!(leader.await.is_err(), "the upstream never answers");
         assert_eq!(fwd.in_flight(), 0, "the dropped leader's question is gone");
@@ -543,9 +551,19 @@ mod tests {
         let (leader, waiter) = tokio::join!(
             tokio::time::timeout(
                 Duration::from_millis(100),
-                fwd.resolve(&q, None, None, false)
+                fwd.resolve(Asked {
+                    query: &q,
+                    wire: None,
+                    edns: None,
+                    tcp: false
+                })
             ),
-            fwd.resolve(&q, None, None, false),
+            fwd.resolve(Asked {
+                query: &q,
+                wire: None,
+                edns: None,
+                tcp: false
+            }),
         );
         assert!(leader.is_err(), "the leader was dropped");
         assert!(matches!(waiter, Outcome::Failed));

@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use super::{
     DnsHandler,
     answer::{Rec, TtlSource},
-    forward::{Answer, Outcome},
+    forward::{Answer, Asked, Outcome},
     reply::Reply,
 };
 
@@ -85,13 +85,14 @@ impl DnsHandler {
         let Some(query) = request.queries.queries().first() else {
             return Err(ResponseCode::FormErr);
         };
-        let tcp = request.protocol() == Protocol::Tcp;
-        // The question as the client wrote it, when it asked exactly one.
-        let wire = (request.queries.len() == 1).then(|| request.queries.as_bytes());
-        match forwarder
-            .resolve(query.original(), wire, request.edns.as_ref(), tcp)
-            .await
-        {
+        let asked = Asked {
+            query: query.original(),
+            // The question as the client wrote it, when it asked exactly one.
+            wire: (request.queries.len() == 1).then(|| request.queries.as_bytes()),
+            edns: request.edns.as_ref(),
+            tcp: request.protocol() == Protocol::Tcp,
+        };
+        match forwarder.resolve(asked).await {
             Outcome::Answer(answer) => Ok(answer),
             Outcome::Failed => Err(ResponseCode::ServFail),
         }
