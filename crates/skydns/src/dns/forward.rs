@@ -394,17 +394,17 @@ impl Forwarder {
     /// Upstream indexes, healthy ones first.
     fn order(&self) -> Vec<usize> {
         let now = Instant::now();
-        let mut order = Vec::with_capacity(self.health.len());
-        let mut down = 0;
-        for (i, h) in self.health.iter().enumerate() {
-            let h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if h.down_until.is_some_and(|t| t > now) {
-                order.push(i);
-                down += 1;
-            } else {
-                order.insert(order.len() - down, i);
-            }
-        }
+        let is_down = |i: &usize| {
+            self.health.get(*i).is_some_and(|h| {
+                h.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .down_until
+                    .is_some_and(|t| t > now)
+            })
+        };
+        // A stable sort: each group keeps the configured order.
+        let mut order: Vec<usize> = (0..self.health.len()).collect();
+        order.sort_by_key(is_down);
         order
     }
 
@@ -461,15 +461,9 @@ impl Forwarder {
                 Some((mut msg, wire)) if msg.metadata.response_code != ResponseCode::ServFail => {
                     // What clients see never outlives what the cache may keep.
                     let cap = self.options.cache_max_ttl;
-                    let mut capped = false;
-                    for r in msg
-                        .answers
-                        .iter_mut()
-                        .chain(&mut msg.authorities)
-                        .chain(&mut msg.additionals)
-                    {
-                        capped |= r.ttl > cap;
-                        r.ttl = r.ttl.min(cap);
+                    let capped = cache::records(&msg).any(|r| r.ttl > cap);
+                    if capped {
+                        cache::set_ttls(&mut msg, |ttl| ttl.min(cap));
                     }
                     self.metrics.latency.observe(start.elapsed().as_secs_f64());
                     self.mark(i, true);

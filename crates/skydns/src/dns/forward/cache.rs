@@ -256,7 +256,7 @@ impl Cache {
 }
 
 /// Every record of `msg`: answers, authority, additionals.
-fn records(msg: &Message) -> impl Iterator<Item = &Record> {
+pub(super) fn records(msg: &Message) -> impl Iterator<Item = &Record> {
     msg.answers
         .iter()
         .chain(&msg.authorities)
@@ -264,7 +264,7 @@ fn records(msg: &Message) -> impl Iterator<Item = &Record> {
 }
 
 /// Sets the TTL of every record of `msg` to `f(its TTL)`.
-fn set_ttls(msg: &mut Message, f: impl Fn(u32) -> u32) {
+pub(super) fn set_ttls(msg: &mut Message, f: impl Fn(u32) -> u32) {
     for r in msg
         .answers
         .iter_mut()
