@@ -17,7 +17,7 @@ run-dns:
 # ARGS go to the subcommand (`just bench-auth --rounds 1 --seconds 5`).
 
 # The DNS and API benchmarks in turn (auth, forward, api), then the charts.
-bench: bench-auth bench-forward bench-api plot
+bench: bench-auth bench-forward bench-dnssec bench-api plot
 
 # skydns vs Knot DNS: A/SRV/NXDOMAIN QPS, private memory, start-up, 100,000 services.
 bench-auth *ARGS:
@@ -26,6 +26,10 @@ bench-auth *ARGS:
 # skydns vs unbound as caching forwarders to a loopback stub (cached and cache-miss).
 bench-forward *ARGS:
     cargo run --release --locked -p skydns-bench -- forward {{ARGS}}
+
+# Signed answers (-dnssec, DO set) vs Knot DNS's mod-onlinesign; and vs our own unsigned answers.
+bench-dnssec *ARGS:
+    cargo run --release --locked -p skydns-bench -- dnssec {{ARGS}}
 
 # REST API with the embedded store: 64 clients register, heartbeat, delete (as shipped and -workers 1).
 bench-api *ARGS:

@@ -6,8 +6,9 @@
 #   scripts/test-all.sh
 #
 # Stages:
-#   1. tools      apt-get install dig, kdig, curl, openssl, chromium (+ CA certificates),
-#                 only when one of those binaries is missing
+#   1. tools      apt-get install dig, kdig, delv, dnssec-keygen, unbound, knotd/keymgr
+#                 (validators and key tools for the DNSSEC tests), curl, openssl, chromium
+#                 (+ CA certificates), only when one of those binaries is missing
 #   2. fmt        cargo fmt --all -- --check          (skipped if rustfmt is absent)
 #   3. clippy     cargo clippy ... -D warnings         (skipped if clippy is absent)
 #   4. build      cargo build --workspace --bins --locked
@@ -35,9 +36,9 @@ stage() {
 }
 
 # --- 1. tools --------------------------------------------------------------
-stage "tools: dig kdig curl openssl chromium"
+stage "tools: dig kdig delv dnssec-keygen unbound knotd keymgr curl openssl chromium"
 missing=()
-for bin in dig kdig curl openssl chromium; do
+for bin in dig kdig delv dnssec-keygen unbound knotd keymgr curl openssl chromium; do
     command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
 done
 if ((${#missing[@]} > 0)); then
@@ -53,7 +54,8 @@ if ((${#missing[@]} > 0)); then
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -q
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
-        dnsutils knot-dnsutils curl openssl ca-certificates chromium
+        dnsutils knot-dnsutils bind9-dnsutils bind9-utils unbound knot curl openssl \
+        ca-certificates chromium
 else
     echo "all present"
 fi

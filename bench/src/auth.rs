@@ -14,7 +14,7 @@ use skydns_tests::{Client, SkyDns, query_message, udp_exchange, udp_query};
 use crate::{
     dnsperf::query_file,
     first_answer::{FirstAnswer, measure},
-    knot::{self, DOMAIN},
+    knot::{self, DOMAIN, Signing},
     process::Daemon,
     record::Record,
     rounds::{self, Server},
@@ -75,8 +75,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
         Some(bin) => Some(spawn_baseline(bin).await?),
         None => None,
     };
-    let (knot1, knot1_port, knot_conf) = knot::start(&work.path().join("knot-1"), Some(1)).await?;
-    let (knot_d, knot_d_port, _) = knot::start(&work.path().join("knot-default"), None).await?;
+    let (knot1, knot1_port, knot_conf) = knot::start(
+        &work.path().join("knot-1"),
+        Some(1),
+        Signing::Off,
+        &knot::zone(),
+    )
+    .await?;
+    let (knot_d, knot_d_port, _) = knot::start(
+        &work.path().join("knot-default"),
+        None,
+        Signing::Off,
+        &knot::zone(),
+    )
+    .await?;
     let mut servers = vec![
         Server::new("skydns", shipped.dns.port(), shipped.pid()),
         Server::new("skydns-2w", two.dns.port(), two.pid()),
@@ -210,7 +222,10 @@ async fn start_times(args: &Args, skydns: &Path, work: &Path) -> anyhow::Result<
         }
         std::fs::write(dir.join(format!("{DOMAIN}.zone")), knot::zone())?;
         let port = crate::process::free_port()?;
-        std::fs::write(dir.join("knot.conf"), knot::config(&dir, port, Some(1)))?;
+        std::fs::write(
+            dir.join("knot.conf"),
+            knot::config(&dir, port, Some(1), Signing::Off),
+        )?;
         let conf = dir.join("knot.conf").display().to_string();
         kn.push(
             measure(

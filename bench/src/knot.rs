@@ -29,32 +29,53 @@ pub(crate) fn zone() -> String {
     z
 }
 
+/// How knotd serves the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signing {
+    /// As a plain zone.
+    Off,
+    /// Signed per answer by `mod-onlinesign` with an ECDSAP256SHA256 key
+    /// Knot makes itself (single-type signing: one CSK, as skydns's key).
+    Online,
+}
+
 /// knotd's configuration: listen on 127.0.0.1@`port`, `udp-workers` when
 /// given (default: one per core), the zone from `dir`, nothing written back.
-pub(crate) fn config(dir: &Path, port: u16, udp_workers: Option<u32>) -> String {
+pub(crate) fn config(dir: &Path, port: u16, udp_workers: Option<u32>, signing: Signing) -> String {
     let d = dir.display();
     let workers = udp_workers.map_or_else(String::new, |w| format!("    udp-workers: {w}\n"));
+    let (kasp, policy, module) = match signing {
+        Signing::Off => (String::new(), "", ""),
+        Signing::Online => (
+            format!("    kasp-db: \"{d}/kasp\"\n"),
+            "policy:\n  - id: csk\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n\
+mod-onlinesign:\n  - id: sign\n    policy: csk\n",
+            "    module: mod-onlinesign/sign\n",
+        ),
+    };
     format!(
         "server:\n    rundir: \"{d}/run\"\n    listen: 127.0.0.1@{port}\n{workers}\
 log:\n  - target: stderr\n    any: info\n\
-database:\n    storage: \"{d}/db\"\n\
+database:\n    storage: \"{d}/db\"\n{kasp}{policy}\
 template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\n    zonefile-sync: -1\n    journal-content: none\n\
-zone:\n  - domain: {DOMAIN}\n"
+zone:\n  - domain: {DOMAIN}\n{module}"
     )
 }
 
-/// Starts knotd in `dir` (created) on a free port; returns it, its port and
-/// its configuration text.
+/// Starts knotd in `dir` (created) on a free port serving `zone` (the
+/// zone file's text); returns it, its port and its configuration text.
 pub(crate) async fn start(
     dir: &Path,
     udp_workers: Option<u32>,
+    signing: Signing,
+    zone: &str,
 ) -> anyhow::Result<(Daemon, u16, String)> {
     for sub in ["run", "db"] {
         std::fs::create_dir_all(dir.join(sub)).context("cannot create knot's directories")?;
     }
-    std::fs::write(dir.join(format!("{DOMAIN}.zone")), zone()).context("cannot write the zone")?;
+    std::fs::write(dir.join(format!("{DOMAIN}.zone")), zone).context("cannot write the zone")?;
     let port = crate::process::free_port()?;
-    let conf = config(dir, port, udp_workers);
+    let conf = config(dir, port, udp_workers, signing);
     let path = dir.join("knot.conf");
     std::fs::write(&path, &conf).context("cannot write knot.conf")?;
     let knotd = crate::tools::find("knotd").context("knotd is not installed")?;

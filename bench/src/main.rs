@@ -1,6 +1,6 @@
 //! `bench`: skydns's benchmarks, each run saved as JSON under `bench/runs/`.
 //!
-//! `cargo run --release -p skydns-bench -- <auth|forward|api|propagation|overload|soak>`
+//! `cargo run --release -p skydns-bench -- <auth|forward|dnssec|api|propagation|overload|soak>`
 //! (or `just bench-…`). Servers listen on free 127.0.0.1 ports; everything
 //! started is stopped when the run ends. `bench/plot.py` draws the PNGs
 //! from the saved runs; docs/performance.md explains the figures.
@@ -9,6 +9,7 @@ mod api;
 mod api_load;
 mod auth;
 mod dnsperf;
+mod dnssec;
 mod first_answer;
 mod forward;
 mod knot;
@@ -43,6 +44,8 @@ enum Bench {
     Auth(auth::Args),
     /// Forwarding (cached and cache-miss) vs unbound, to one loopback stub.
     Forward(forward::Args),
+    /// Signed answers (`-dnssec`, DO set) vs Knot DNS's mod-onlinesign.
+    Dnssec(dnssec::Args),
     /// REST API with the embedded store: register, heartbeat, delete.
     Api(api::Args),
     /// skydock: docker start/stop → DNS, on the real engine.
@@ -69,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (record, results) = match cli.bench {
         Bench::Auth(args) => auth::run(args).await?,
         Bench::Forward(args) => forward::run(args).await?,
+        Bench::Dnssec(args) => dnssec::run(args).await?,
         Bench::Api(args) => api::run(args).await?,
         Bench::Propagation(args) => propagation::run(args).await?,
         Bench::Overload(args) => overload::run(args).await?,

@@ -17,6 +17,7 @@
 //! - [`dns`]: DNS queries and answer readers; [`http`](mod@http): raw HTTP requests.
 //! - [`system`]: signals, file descriptors, idle connections, waiting.
 //! - [`browser`]: a headless Chromium for the status page.
+//! - [`validator`]: unbound validating through skydns, and a relay that alters answers.
 
 mod binaries;
 pub mod browser;
@@ -27,6 +28,7 @@ pub mod skydns;
 pub mod skydock;
 pub mod stub;
 pub mod system;
+pub mod validator;
 
 pub use binaries::binary;
 pub use dns::{

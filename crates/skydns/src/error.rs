@@ -39,6 +39,9 @@ pub enum Error {
         /// Why (part of the message, so it is not repeated as a cause).
         error: std::io::Error,
     },
+    /// The DNSSEC key (`-dnssec`) could not be loaded.
+    #[error(transparent)]
+    DnssecKey(#[from] crate::dns::dnssec::KeyError),
     /// A server task panicked or was aborted.
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

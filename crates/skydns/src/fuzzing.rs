@@ -52,6 +52,7 @@ pub fn dns_handler(registry: Registry, domain: &str) -> Result<DnsHandler, Strin
             max_ttl: 0,
         },
         allow_recursion: default_allow_recursion(),
+        dnssec: None,
     };
     Ok(DnsHandler::new(
         registry,

@@ -52,6 +52,7 @@ pub mod server;
 pub mod store;
 
 pub use config::{Cli, Config};
+pub use dns::dnssec::KeyError;
 pub use error::Error;
 pub use registry::{Registry, RegistryError};
 pub use server::{Server, run, start};

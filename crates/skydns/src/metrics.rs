@@ -52,6 +52,8 @@ pub struct Metrics {
     pub api_requests: Family<ApiLabels, Counter>,
     /// Forwarding: upstream attempts, cache, latency.
     pub forward: ForwardMetrics,
+    /// RRSIGs computed (`-dnssec`; signatures reused from the cache not counted).
+    pub dnssec_signatures: Counter,
     /// `dns_queries` counters by numeric type and rcode, so counting a query
     /// formats no label strings once its pair has been seen.
     dns_counters: DashMap<(u16, u16), Counter>,
@@ -139,8 +141,15 @@ impl Metrics {
             "Upstream round-trip time",
             forward.latency.clone(),
         );
+        let dnssec_signatures = Counter::default();
+        registry.register(
+            "dnssec_signatures",
+            "RRSIGs computed (not reused from the signature cache)",
+            dnssec_signatures.clone(),
+        );
         Self {
             registry,
+            dnssec_signatures,
             dns_queries,
             dns_latency,
             services,

@@ -18,6 +18,7 @@ use crate::{
     dns::{
         self, DnsHandler, DnsOptions, Zone,
         answer::TtlPolicy,
+        dnssec::{Dnssec, ZoneKey},
         forward::{ForwardOptions, Forwarder},
         tcp::TcpLimits,
     },
@@ -101,6 +102,29 @@ impl Server {
     }
 }
 
+/// The `-dnssec` keys, read before anything is bound so a bad file fails
+/// start-up at once.
+fn load_zone_keys(config: &Config) -> Result<Vec<ZoneKey>, Error> {
+    if config.dnssec_keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let origin = hickory_proto::rr::Name::from_ascii(format!("{}.", config.domain))
+        .map_err(|e| crate::config::ConfigError::new("domain", format!("-domain: {e}")))?;
+    let keys = config
+        .dnssec_keys
+        .iter()
+        .map(|path| ZoneKey::load(path, &origin))
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.len() > 2 {
+        return Err(crate::config::ConfigError::new(
+            "dnssec",
+            "-dnssec is given more than twice: one key, or two during a rollover",
+        )
+        .into());
+    }
+    Ok(keys)
+}
+
 fn flatten(done: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
     done?
 }
@@ -111,6 +135,7 @@ fn flatten(done: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<()
 /// [`Error::Bind`] with advice, [`Error::Store`] when `-data` cannot be opened,
 /// [`Error::Tls`], [`Error::Config`].
 pub async fn start(config: Config) -> Result<Server, Error> {
+    let zone_keys = load_zone_keys(&config)?;
     let (udp, tcp) = bind_dns(config.dns_addr).await?;
     let dns_addr = udp.local_addr()?;
     let http = listen_tcp(config.http_addr)
@@ -152,7 +177,24 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let zone = Zone::new(&config.domain, dns_addr.ip()).map_err(|e| {
         crate::config::ConfigError::new("domain", format!("-domain {:?}: {e}", config.domain))
     })?;
+    let dnssec = (!zone_keys.is_empty()).then(|| {
+        for key in &zone_keys {
+            tracing::info!(
+                tag = key.tag(),
+                algorithm = %key.algorithm(),
+                "DNSSEC: answers to queries with DO set are signed (key tag {}, {})",
+                key.tag(),
+                key.algorithm()
+            );
+        }
+        Arc::new(Dnssec::new(
+            zone_keys,
+            &zone.origin,
+            &metrics.dnssec_signatures,
+        ))
+    });
     let dns_options = DnsOptions {
+        dnssec,
         zone,
         round_robin: config.round_robin,
         ttl: TtlPolicy {

@@ -121,9 +121,16 @@ pub struct Cli {
     /// SkyDNS v1 cluster discovery: not available yet.
     #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub discover: Option<bool>,
-    /// SkyDNS v1 DNSSEC signing: not available yet.
-    #[arg(long, hide = true)]
-    pub dnssec: Option<String>,
+    /// Sign answers (DNSSEC) with this key: a BIND basename (`Kskydns.local.+013+24374`,
+    /// its `.key` and `.private` files) or a PKCS#8 `.pem` file. Twice during a key
+    /// rollover: both keys are published and sign.
+    #[arg(
+        long = "dnssec-key",
+        alias = "dnssec",
+        env = "SKYDNS_DNSSEC",
+        value_delimiter = ','
+    )]
+    pub dnssec_key: Vec<PathBuf>,
     /// SkyDNS v1 metrics sinks: accepted and ignored (metrics are at /metrics).
     #[arg(long = "metricsToStdErr", hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub metrics_to_stderr: Option<bool>,

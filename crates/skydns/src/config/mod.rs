@@ -94,6 +94,9 @@ pub struct Config {
     pub no_expire_ttl: u32,
     /// Cap on answer TTLs (0: none).
     pub max_answer_ttl: u32,
+    /// The zone keys answers are signed with (`-dnssec`; none: unsigned;
+    /// two during a key rollover).
+    pub dnssec_keys: Vec<PathBuf>,
 }
 
 impl Config {
@@ -124,6 +127,7 @@ impl Config {
             tls: None,
             no_expire_ttl: defaults::NO_EXPIRE_TTL,
             max_answer_ttl: defaults::MAX_ANSWER_TTL,
+            dnssec_keys: Vec::new(),
         }
     }
 }
@@ -136,12 +140,6 @@ impl TryFrom<Cli> for Config {
             return Err(ConfigError::new(
                 "join",
                 "-join/-discover (Raft clustering) are not supported yet: run one skydns per host, or share one skydns between hosts",
-            ));
-        }
-        if cli.dnssec.is_some() {
-            return Err(ConfigError::new(
-                "dnssec",
-                "-dnssec (signing answers) is not supported yet: drop the flag",
             ));
         }
         let domain = cli.domain.trim_end_matches('.').to_ascii_lowercase();
@@ -204,6 +202,7 @@ impl TryFrom<Cli> for Config {
             tls,
             no_expire_ttl: cli.no_expire_ttl,
             max_answer_ttl: cli.max_answer_ttl,
+            dnssec_keys: cli.dnssec_key,
         })
     }
 }
@@ -265,7 +264,11 @@ mod tests {
     fn later_work_flags_are_refused_with_a_reason() {
         let e = cli(&["-join", "10.0.0.1:8080"]).expect_err("refused");
         assert!(e.contains("not supported yet"), "{e}");
-        assert!(cli(&["-dnssec", "Kskydns.local.+005+1"]).is_err());
+        let c = cli(&["-dnssec", "Kskydns.local.+013+1"]).expect("SkyDNS v1's spelling");
+        assert_eq!(
+            c.dnssec_keys,
+            [std::path::PathBuf::from("Kskydns.local.+013+1")]
+        );
         assert!(cli(&["-dns", "localhost"]).is_err());
     }
 

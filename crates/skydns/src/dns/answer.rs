@@ -75,6 +75,20 @@ impl TtlPolicy {
             ttl
         }
     }
+
+    /// The TTL answered for `entry` right after a heartbeat: its registered
+    /// TTL (NoExpire: `no_expire_ttl`), capped as [`Self::ttl`] is.
+    pub fn full(&self, entry: &Entry, now_ms: u64) -> u32 {
+        let ttl = match entry.remaining_secs(now_ms) {
+            Some(_) => entry.service.ttl,
+            None => self.no_expire_ttl,
+        };
+        if self.max_ttl > 0 {
+            ttl.min(self.max_ttl)
+        } else {
+            ttl
+        }
+    }
 }
 
 /// A/AAAA records (`v6` picks the family) for the entries whose Host is an IP.

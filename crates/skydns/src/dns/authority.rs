@@ -44,11 +44,13 @@ impl DnsHandler {
                         .additionals
                         .extend(fixed(zone.ns_address(&zone.ns_name, true)));
                 }
+                RecordType::DNSKEY => reply.answers.extend(self.dnskey()),
                 RecordType::ANY => {
                     reply
                         .answers
                         .push(Rec::fixed(zone.soa(self.registry.serial())));
                     reply.answers.push(Rec::fixed(zone.ns()));
+                    reply.answers.extend(self.dnskey());
                 }
                 _ => {}
             }
@@ -75,10 +77,12 @@ impl DnsHandler {
         }
         if primary.is_empty() && fallback.is_empty() {
             if pattern.depth() == 1 && owner_is(qname, &zone.ns_name) {
-                reply.answers.extend(fixed(
-                    zone.ns_address(owner, qtype == RecordType::AAAA)
-                        .filter(|_| matches!(qtype, RecordType::A | RecordType::AAAA)),
-                ));
+                for v6 in [false, true] {
+                    let wanted = if v6 { RecordType::AAAA } else { RecordType::A };
+                    if qtype == wanted || qtype == RecordType::ANY {
+                        reply.answers.extend(fixed(zone.ns_address(owner, v6)));
+                    }
+                }
                 return self.finish_nodata(reply);
             }
             return self.nxdomain(reply);
@@ -180,6 +184,17 @@ impl DnsHandler {
             reply.authority = vec![Rec::fixed(self.options.zone.soa(self.registry.serial()))];
         }
         reply
+    }
+}
+
+impl DnsHandler {
+    /// The apex DNSKEY records, when answers are signed.
+    fn dnskey(&self) -> Vec<Rec> {
+        self.options
+            .dnssec
+            .as_ref()
+            .map(|d| fixed(d.dnskeys().iter().cloned()))
+            .unwrap_or_default()
     }
 }
 

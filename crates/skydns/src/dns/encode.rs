@@ -11,7 +11,9 @@ use hickory_proto::{
 };
 use hickory_server::{net::xfer::Protocol, server::Request};
 
-use super::{DnsHandler, HEADER_LEN, MAX_UDP_PAYLOAD, forward::Answer, reply::Reply};
+use super::{
+    DnsHandler, HEADER_LEN, MAX_UDP_PAYLOAD, dnssec::COMPACT_OK, forward::Answer, reply::Reply,
+};
 
 impl DnsHandler {
     /// Encodes `reply` for `request`, truncating over UDP to the client's payload.
@@ -97,7 +99,7 @@ impl DnsHandler {
         [answers, authority, additionals]: [&mut dyn Iterator<Item = &Record>; 3],
         protocol: Protocol,
     ) -> Vec<u8> {
-        let edns = response_edns(request);
+        let edns = response_edns(request, self.options.dnssec.is_some());
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(match (protocol, &edns) {
@@ -170,11 +172,16 @@ pub(super) fn servfail(metadata: &Metadata) -> Vec<u8> {
 }
 
 /// The EDNS OPT record of a response: our payload size, capped by the
-/// client's so that truncation happens at the size the client can take.
-pub(super) fn response_edns(request: &Request) -> Option<Edns> {
+/// client's so that truncation happens at the size the client can take; the
+/// DO flag copied (RFC 3225), and CO when answers are signed (RFC 9824).
+pub(super) fn response_edns(request: &Request, signing: bool) -> Option<Edns> {
     let req = request.edns.as_ref()?;
     let mut edns = Edns::new();
     edns.set_version(0);
     edns.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+    edns.set_dnssec_ok(req.flags().dnssec_ok);
+    if signing {
+        edns.flags_mut().z = req.flags().z & COMPACT_OK;
+    }
     Some(edns)
 }

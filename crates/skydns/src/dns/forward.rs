@@ -243,8 +243,8 @@ impl Forwarder {
     /// when it was stored, how long a copy may be kept and whether it is due
     /// for a prefetch (see [`Cache::get_timed`]). Counts a cache hit; a miss
     /// is counted by [`Self::resolve`].
-    pub(crate) fn cached(&self, query: &Query) -> Option<Timed> {
-        let got = self.cache.get_timed(&CacheKey::of(query))?;
+    pub(crate) fn cached(&self, query: &Query, dnssec_ok: bool) -> Option<Timed> {
+        let got = self.cache.get_timed(&CacheKey::of(query, dnssec_ok))?;
         self.metrics.cache_hits.inc();
         Some(got)
     }
@@ -256,7 +256,7 @@ impl Forwarder {
 
     /// Resolves a question upstream (or from the cache).
     pub async fn resolve(&self, asked: Asked<'_>) -> Outcome {
-        let key = CacheKey::of(asked.query);
+        let key = CacheKey::of(asked.query, dnssec_ok(asked.edns));
         if let Some(msg) = self.cache.get(&key) {
             self.metrics.cache_hits.inc();
             return Outcome::Answer(Answer::parsed(msg));
@@ -280,7 +280,7 @@ impl Forwarder {
         self.metrics.prefetches.inc();
         let forwarder = Arc::clone(self);
         running.spawn(async move {
-            let key = CacheKey::of(&query);
+            let key = CacheKey::of(&query, dnssec_ok(edns.as_ref()));
             let asked = Asked {
                 query: &query,
                 wire: None,
@@ -498,6 +498,11 @@ impl Forwarder {
         }
         tcp_exchange(upstream, request).await
     }
+}
+
+/// Whether the client set DO (asked for DNSSEC records).
+fn dnssec_ok(edns: Option<&Edns>) -> bool {
+    edns.is_some_and(|e| e.flags().dnssec_ok)
 }
 
 #[cfg(test)]

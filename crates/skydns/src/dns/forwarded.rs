@@ -37,7 +37,8 @@ impl DnsHandler {
             return None;
         }
         let query = request.queries.queries().first()?;
-        let cached = forwarder.cached(query.original())?;
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        let cached = forwarder.cached(query.original(), dnssec_ok)?;
         if cached.refresh {
             forwarder.prefetch(query.original().clone(), request.edns.clone());
         }
@@ -63,7 +64,7 @@ impl DnsHandler {
             authority: counted(&msg.authorities),
             additionals: counted(&msg.additionals),
             cacheable: true,
-            deps: Vec::new(),
+            ..Reply::default()
         };
         let from = FromCache {
             stored: cached.stored,

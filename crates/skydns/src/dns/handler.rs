@@ -152,6 +152,7 @@ impl DnsHandler {
                 &reply.deps,
                 self.options.round_robin && upstream.is_none(),
                 upstream.as_ref().map(|from| (from.stored, from.keep_until)),
+                reply.valid_until,
             )
         {
             self.cache.insert(
@@ -223,7 +224,15 @@ impl DnsHandler {
         let qname = Name::from(query.name());
         let zone = &self.options.zone;
         if zone.origin.zone_of(&qname) {
-            return Decision::Reply(self.authoritative(owner, &qname, qtype));
+            let reply = self.authoritative(owner, &qname, qtype);
+            let edns = request.edns.as_ref().map(|e| e.flags());
+            return Decision::Reply(match (&self.options.dnssec, edns) {
+                (Some(dnssec), Some(flags)) if flags.dnssec_ok => {
+                    let compact_ok = flags.z & super::dnssec::COMPACT_OK != 0;
+                    self.signed(dnssec, reply, owner, qtype, compact_ok)
+                }
+                _ => reply,
+            });
         }
         if let Some(reply) = self.reverse(owner, &qname, qtype) {
             return Decision::Reply(reply);
@@ -307,6 +316,7 @@ mod tests {
                 max_ttl: 0,
             },
             allow_recursion: default_allow_recursion(),
+            dnssec: None,
         };
         DnsHandler::new(registry, options, Arc::new(Metrics::new()), None)
     }

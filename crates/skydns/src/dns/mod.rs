@@ -13,12 +13,14 @@
 //! - `authority`: answers under the domain and PTR (pure).
 //! - [`answer`]: record builders and the TTL policy (pure functions).
 //! - `forwarded` and [`forward`]: outside names (the caching forwarder).
+//! - [`dnssec`]: signing answers for queries with DO set (`-dnssec`).
 //! - `encode`: replies to bytes, bare error responses.
 //! - `response_cache`: encoded UDP answers reused for repeated questions.
 //! - [`udp`], [`tcp`]: the servers; [`zone`]: the apex (SOA, NS).
 
 pub(crate) mod answer;
 mod authority;
+pub(crate) mod dnssec;
 mod encode;
 pub(crate) mod forward;
 mod forwarded;
@@ -28,6 +30,8 @@ mod response_cache;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 pub(crate) mod zone;
+
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -52,4 +56,6 @@ pub struct DnsOptions {
     pub ttl: TtlPolicy,
     /// Clients allowed to have outside names forwarded (`-allow-recursion`).
     pub allow_recursion: Vec<IpNet>,
+    /// The zone's signer (`-dnssec`): answers to queries with DO set are signed.
+    pub dnssec: Option<Arc<dnssec::Dnssec>>,
 }

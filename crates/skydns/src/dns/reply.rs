@@ -31,6 +31,8 @@ pub(super) struct Reply {
     /// Every entry the reply was built from, answered or not: a kept copy
     /// is valid only while all of them are live.
     pub(super) deps: Vec<Arc<Entry>>,
+    /// Signed: a kept copy is valid until its signatures are made anew.
+    pub(super) valid_until: Option<std::time::Instant>,
 }
 
 impl Reply {

@@ -124,6 +124,8 @@ pub(super) struct Variant {
     /// For a forwarded answer: when the forwarding cache stored it, and
     /// when it expires there.
     upstream: Option<(Instant, Instant)>,
+    /// For a signed answer: when its signatures are made anew.
+    valid_until: Option<Instant>,
     /// Answer records that are equal-sized, self-contained chunks (owner a
     /// pointer to the question): start, length, count — shuffled per copy.
     chunks: Option<(usize, usize, usize)>,
@@ -143,6 +145,7 @@ impl Variant {
         deps: &[Arc<Entry>],
         chunkable: bool,
         upstream: Option<(Instant, Instant)>,
+        valid_until: Option<Instant>,
     ) -> Option<Self> {
         let mut d = BinDecoder::new(&bytes);
         let header = Header::read(&mut d).ok()?;
@@ -241,6 +244,7 @@ impl Variant {
             ttls: ttls.into_boxed_slice(),
             deps: deps.into(),
             upstream,
+            valid_until,
             chunks,
             answers,
         })
@@ -265,7 +269,9 @@ impl Variant {
         if qname_end != self.qname_end {
             return None;
         }
-        if self.deps.iter().any(|e| !e.is_live(now.ms)) {
+        if self.deps.iter().any(|e| !e.is_live(now.ms))
+            || self.valid_until.is_some_and(|t| t <= now.instant)
+        {
             return None;
         }
         let elapsed = match self.upstream {
@@ -498,7 +504,7 @@ mod tests {
         let es = [entry("a", 30), entry("b", 3600)];
         let (bytes, recs) = response("web.prod.d.", &es);
         let variant =
-            Variant::build(bytes, [&recs, &[], &[]], &[], false, None).expect("cacheable");
+            Variant::build(bytes, [&recs, &[], &[]], &[], false, None, None).expect("cacheable");
         let req = request("WeB.PROD.d.", 0xBEEF);
         let mut buf = [0; MAX_KEY];
         let k = keyed(&req, &mut buf);
@@ -528,8 +534,8 @@ mod tests {
     #[test]
     fn a_copy_lapses_with_an_entry_it_was_built_from_even_unanswered() {
         let (bytes, _) = response("web.prod.d.", &[]);
-        let variant =
-            Variant::build(bytes, [&[], &[], &[]], &[entry("a", 5)], false, None).expect("kept");
+        let variant = Variant::build(bytes, [&[], &[], &[]], &[entry("a", 5)], false, None, None)
+            .expect("kept");
         let req = request("web.prod.d.", 1);
         let mut buf = [0; MAX_KEY];
         let k = keyed(&req, &mut buf);
@@ -549,7 +555,8 @@ mod tests {
     fn shuffled_copies_keep_every_record_and_vary_the_order() {
         let es: Vec<_> = (0..10).map(|i| entry(&format!("e{i}"), 30 + i)).collect();
         let (bytes, recs) = response("web.prod.d.", &es);
-        let variant = Variant::build(bytes, [&recs, &[], &[]], &[], true, None).expect("cacheable");
+        let variant =
+            Variant::build(bytes, [&recs, &[], &[]], &[], true, None, None).expect("cacheable");
         assert!(
             !variant.needs_orders(),
             "address answers shuffle in the copy"
@@ -585,7 +592,7 @@ mod tests {
     fn mismatched_responses_are_not_kept_and_truncated_ones_keep_what_fitted() {
         let (mut bytes, _) = response("web.prod.d.", &[entry("a", 30), entry("b", 60)]);
         assert!(
-            Variant::build(bytes.clone(), [&[], &[], &[]], &[], false, None).is_none(),
+            Variant::build(bytes.clone(), [&[], &[], &[]], &[], false, None, None).is_none(),
             "more records than the reply has"
         );
         let (_, three) = response(
@@ -593,13 +600,13 @@ mod tests {
             &[entry("a", 30), entry("b", 60), entry("c", 90)],
         );
         assert!(
-            Variant::build(bytes.clone(), [&three, &[], &[]], &[], false, None).is_none(),
+            Variant::build(bytes.clone(), [&three, &[], &[]], &[], false, None, None).is_none(),
             "a record missing from a response not marked truncated"
         );
         if let Some(flags) = bytes.get_mut(2) {
             *flags |= 0x02;
         }
-        let kept = Variant::build(bytes, [&three, &[], &[]], &[], true, None)
+        let kept = Variant::build(bytes, [&three, &[], &[]], &[], true, None, None)
             .expect("truncated: the first two of three fitted");
         assert!(kept.needs_orders(), "a subset is not shuffled in the copy");
         let req = request("web.prod.d.", 7);
@@ -622,7 +629,8 @@ mod tests {
         let req = request("web.prod.d.", 3);
         let mut buf = [0; MAX_KEY];
         let k = keyed(&req, &mut buf);
-        let v = Variant::build(bytes, [&recs, &[], &[]], &[], false, None).expect("cacheable");
+        let v =
+            Variant::build(bytes, [&recs, &[], &[]], &[], false, None, None).expect("cacheable");
         cache.insert(k.key, 7, v, false, Vec::new());
         assert!(cache.get(&k, 7, TTL, now(T0), false, || true).is_some());
         assert!(cache.get(&k, 8, TTL, now(T0), false, || true).is_none());

@@ -1,6 +1,7 @@
 //! The DNS side over the wire, by topic. Shared helpers live here.
 
 mod apex;
+mod dnssec;
 mod names;
 mod ttl;
 mod wire;

@@ -38,17 +38,20 @@ pub(crate) const PREFETCH_PERCENT: u32 = 10;
 type Fast = foldhash::fast::RandomState;
 
 /// What a cached answer is filed under: the name in wire form (length-
-/// prefixed labels), lowercased; type; class.
+/// prefixed labels), lowercased; type; class; and whether DNSSEC records
+/// were asked for (DO), so a validating client never gets an answer
+/// stripped of its signatures, nor a plain client one with them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
     name: Box<[u8]>,
     qtype: RecordType,
     class: DNSClass,
+    dnssec_ok: bool,
 }
 
 impl CacheKey {
-    /// The key of `query`.
-    pub(crate) fn of(query: &Query) -> Self {
+    /// The key of `query`, asked with DO set or not.
+    pub(crate) fn of(query: &Query, dnssec_ok: bool) -> Self {
         let mut name = Vec::with_capacity(query.name().len() + 2);
         for label in query.name().iter() {
             // A label is at most 63 bytes (the parser enforces it).
@@ -59,6 +62,7 @@ impl CacheKey {
             name: name.into_boxed_slice(),
             qtype: query.query_type(),
             class: query.query_class(),
+            dnssec_ok,
         }
     }
 }
@@ -348,7 +352,7 @@ mod tests {
     #[test]
     fn bounded_by_capacity_and_max_ttl() {
         let cache = Cache::new(2, 10, 0);
-        let q = |n: &str| CacheKey::of(&Query::query(name(n), RecordType::A));
+        let q = |n: &str| CacheKey::of(&Query::query(name(n), RecordType::A), false);
         cache.insert(q("a."), &Arc::new(answer(300)));
         cache.insert(q("b."), &Arc::new(answer(300)));
         cache.insert(q("c."), &Arc::new(answer(300)));
@@ -362,7 +366,8 @@ mod tests {
     #[test]
     fn tables_grow_with_use_and_stop_growing_at_the_bound() {
         let cache = Cache::new(1_000_000, 10, 0);
-        let q = |n: usize| CacheKey::of(&Query::query(name(&format!("n{n}.")), RecordType::A));
+        let q =
+            |n: usize| CacheKey::of(&Query::query(name(&format!("n{n}.")), RecordType::A), false);
         cache.insert(q(0), &Arc::new(answer(300)));
         {
             let inner = cache.lock();
@@ -401,7 +406,7 @@ mod tests {
 
     #[test]
     fn a_popular_answer_is_refreshed_once_in_the_last_tenth_of_its_life() {
-        let q = CacheKey::of(&Query::query(name("hot.example."), RecordType::A));
+        let q = CacheKey::of(&Query::query(name("hot.example."), RecordType::A), false);
         let cache = Cache::new(10, 60, 2);
         cache.insert(q.clone(), &Arc::new(answer(1)));
         let first = cache.get_timed(&q).expect("cached");
@@ -439,7 +444,7 @@ mod tests {
 
     #[test]
     fn keys_ignore_letter_case_and_tell_names_apart() {
-        let key = |n: &str, t| CacheKey::of(&Query::query(name(n), t));
+        let key = |n: &str, t| CacheKey::of(&Query::query(name(n), t), false);
         assert_eq!(
             key("WWW.Example.", RecordType::A),
             key("www.example.", RecordType::A)
@@ -453,7 +458,7 @@ mod tests {
 
     #[test]
     fn stored_ttls_are_capped_by_the_maximum() {
-        let q = CacheKey::of(&Query::query(name("a.example."), RecordType::A));
+        let q = CacheKey::of(&Query::query(name("a.example."), RecordType::A), false);
         let cache = Cache::new(10, 10, 0);
         cache.insert(q.clone(), &Arc::new(answer(300)));
         let got = cache.get_timed(&q).expect("cached");
