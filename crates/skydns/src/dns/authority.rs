@@ -179,15 +179,6 @@ impl DnsHandler {
         reply
     }
 
-    fn finish_nodata(&self, mut reply: Reply) -> Reply {
-        if reply.answers.is_empty() {
-            reply.authority = vec![Rec::fixed(self.options.zone.soa(self.registry.serial()))];
-        }
-        reply
-    }
-}
-
-impl DnsHandler {
     /// The apex DNSKEY records, when answers are signed.
     fn dnskey(&self) -> Vec<Rec> {
         self.options
@@ -195,6 +186,13 @@ impl DnsHandler {
             .as_ref()
             .map(|d| fixed(d.dnskeys().iter().cloned()))
             .unwrap_or_default()
+    }
+
+    fn finish_nodata(&self, mut reply: Reply) -> Reply {
+        if reply.answers.is_empty() {
+            reply.authority = vec![Rec::fixed(self.options.zone.soa(self.registry.serial()))];
+        }
+        reply
     }
 }
 

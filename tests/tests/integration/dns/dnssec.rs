@@ -13,6 +13,8 @@ use skydns_tests::{
 };
 
 const ZONE: &str = "skydns.local";
+/// The Compact Answers OK EDNS flag (RFC 9824).
+const COMPACT_OK: u16 = 0x4000;
 const REDIS: &str = "redis.dev.skydns.local";
 
 /// A key made by `dnssec-keygen -a <algorithm> -f KSK skydns.local` in
@@ -180,6 +182,27 @@ async fn rrsigs_come_only_with_do_and_denial_is_compact() {
     let plain = kdig(&sky, "nosuch.dev.skydns.local", "A", false).await;
     assert!(plain.contains("status: NXDOMAIN"), "{plain}");
     assert!(!plain.contains("NSEC"), "{plain}");
+    // With Compact Answers OK (the CO flag) the code says NXDOMAIN, the
+    // proof is the same NSEC, and CO is echoed.
+    let mut q = skydns_tests::query_message("nosuch.dev.skydns.local.", RecordType::A, Some(1232));
+    if let Some(edns) = q.edns.as_mut() {
+        edns.set_dnssec_ok(true);
+        edns.flags_mut().z = COMPACT_OK;
+    }
+    let co = skydns_tests::udp_exchange(sky.dns, &q)
+        .await
+        .expect("answer");
+    assert_eq!(co.metadata.response_code, ResponseCode::NXDomain, "{co:?}");
+    assert!(
+        co.authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::NSEC),
+        "{co:?}"
+    );
+    assert_eq!(
+        co.edns.as_ref().map(|e| e.flags().z & COMPACT_OK),
+        Some(COMPACT_OK)
+    );
 
     // A name without the type asked: the NSEC lists what it has.
     let nodata = kdig(&sky, REDIS, "TXT", true).await;
