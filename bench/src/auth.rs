@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use skydns_tests::{Client, SkyDns, query_message, udp_exchange, udp_query};
 
 use crate::{
-    dnsperf::query_file,
     first_answer::{FirstAnswer, measure},
     knot::{self, DOMAIN, Signing},
     process::Daemon,
@@ -120,9 +119,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     let loaded = rounds::memory(&servers);
 
     let dir = work.path().to_path_buf();
-    query_file(&dir.join("a.txt"), [format!("web.prod.{DOMAIN} A")])?;
-    query_file(&dir.join("srv.txt"), [format!("web.prod.{DOMAIN} SRV")])?;
-    query_file(&dir.join("nx.txt"), [format!("nothere.prod.{DOMAIN} A")])?;
+    knot::query_files(&dir, "web")?;
     let samples = rounds::run(
         &servers,
         &QUERIES,

@@ -113,9 +113,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     let idle = rounds::memory(&servers);
 
     let dir = work.path().to_path_buf();
-    query_file(&dir.join("a.txt"), [format!("web.prod.{DOMAIN} A")])?;
-    query_file(&dir.join("srv.txt"), [format!("api.prod.{DOMAIN} SRV")])?;
-    query_file(&dir.join("nx.txt"), [format!("nothere.prod.{DOMAIN} A")])?;
+    knot::query_files(&dir, "api")?;
     let salt: u32 = rand::random();
     query_file(
         &dir.join("nx-unique.txt"),
@@ -198,19 +196,8 @@ fn keygen(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
 /// Checks that a server signs before it is measured: the A set with DO
 /// comes with an RRSIG over it, and the SRV answer with its glue fits.
 async fn check_signed(s: &Server) -> anyhow::Result<()> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.port));
-    let mut q = query_message(&format!("api.prod.{DOMAIN}"), RecordType::SRV, Some(1232));
-    if let Some(edns) = q.edns.as_mut() {
-        edns.set_dnssec_ok(true);
-    }
-    let srv = udp_exchange(addr, &q)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))?;
-    let glue = srv
-        .additionals
-        .iter()
-        .filter(|r| r.record_type() == RecordType::A)
-        .count();
+    let srv = ask_with_do(s, "api", RecordType::SRV).await?;
+    let glue = count(&srv.additionals, RecordType::A);
     if srv.metadata.truncation || glue != usize::from(API_SERVICES) {
         bail!(
             "{}: SRV with DO: truncated {}, {glue} glue (want {API_SERVICES}, whole): {srv:?}",
@@ -218,26 +205,33 @@ async fn check_signed(s: &Server) -> anyhow::Result<()> {
             srv.metadata.truncation
         );
     }
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.port));
-    let mut q = query_message(&format!("web.prod.{DOMAIN}"), RecordType::A, Some(1232));
-    if let Some(edns) = q.edns.as_mut() {
-        edns.set_dnssec_ok(true);
-    }
-    let msg = udp_exchange(addr, &q)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))?;
-    let a = msg
-        .answers
-        .iter()
-        .filter(|r| r.record_type() == RecordType::A)
-        .count();
-    let sigs = msg
-        .answers
-        .iter()
-        .filter(|r| r.record_type() == RecordType::RRSIG)
-        .count();
+    let msg = ask_with_do(s, "web", RecordType::A).await?;
+    let (a, sigs) = (
+        count(&msg.answers, RecordType::A),
+        count(&msg.answers, RecordType::RRSIG),
+    );
     if a != 10 || sigs != 1 {
         bail!("{}: {a} A and {sigs} RRSIG with DO (want 10 and 1)", s.name);
     }
     Ok(())
+}
+
+/// `<service>.prod.<domain>` asked of `s` with DO set.
+async fn ask_with_do(
+    s: &Server,
+    service: &str,
+    rtype: RecordType,
+) -> anyhow::Result<hickory_proto::op::Message> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.port));
+    let mut q = query_message(&format!("{service}.prod.{DOMAIN}"), rtype, Some(1232));
+    if let Some(edns) = q.edns.as_mut() {
+        edns.set_dnssec_ok(true);
+    }
+    udp_exchange(addr, &q)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))
+}
+
+fn count(records: &[hickory_proto::rr::Record], rtype: RecordType) -> usize {
+    records.iter().filter(|r| r.record_type() == rtype).count()
 }

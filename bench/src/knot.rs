@@ -29,6 +29,19 @@ pub(crate) fn zone() -> String {
     z
 }
 
+/// The authoritative loads' query files in `dir`, as both benchmarks ask:
+/// `a.txt` (`web.prod A`), `srv.txt` (`<srv_owner>.prod SRV`), `nx.txt`
+/// (`nothere.prod A`).
+pub(crate) fn query_files(dir: &Path, srv_owner: &str) -> anyhow::Result<()> {
+    use crate::dnsperf::query_file;
+    query_file(&dir.join("a.txt"), [format!("web.prod.{DOMAIN} A")])?;
+    query_file(
+        &dir.join("srv.txt"),
+        [format!("{srv_owner}.prod.{DOMAIN} SRV")],
+    )?;
+    query_file(&dir.join("nx.txt"), [format!("nothere.prod.{DOMAIN} A")])
+}
+
 /// How knotd serves the zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Signing {

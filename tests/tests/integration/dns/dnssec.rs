@@ -20,10 +20,15 @@ const REDIS: &str = "redis.dev.skydns.local";
 /// A key made by `dnssec-keygen -a <algorithm> -f KSK skydns.local` in
 /// `dir`: its basename (what `-dnssec` takes).
 fn keygen(dir: &Path, algorithm: &str) -> PathBuf {
+    keygen_for(dir, algorithm, ZONE)
+}
+
+/// [`keygen`] for another zone.
+fn keygen_for(dir: &Path, algorithm: &str, zone: &str) -> PathBuf {
     let out = std::process::Command::new(tool("dnssec-keygen"))
         .args(["-q", "-K"])
         .arg(dir)
-        .args(["-a", algorithm, "-f", "KSK", ZONE])
+        .args(["-a", algorithm, "-f", "KSK", zone])
         .output()
         .expect("run dnssec-keygen");
     assert!(out.status.success(), "dnssec-keygen: {out:?}");
@@ -41,7 +46,7 @@ fn dnskey_line(base: &Path) -> String {
         .join(" ")
 }
 
-/// A delv trust-anchors file for the DNSKEY `line`.
+/// A delv trust-anchors file for the DNSKEY `line` (of its owner's zone).
 fn anchor_file(dir: &Path, line: &str) -> PathBuf {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let at = fields
@@ -51,11 +56,12 @@ fn anchor_file(dir: &Path, line: &str) -> PathBuf {
     let [flags, protocol, algorithm, key @ ..] = &fields[at + 1..] else {
         panic!("short DNSKEY line {line}");
     };
+    let owner = fields.first().expect("owner");
     let path = dir.join(format!("anchor-{}.conf", rand::random::<u32>()));
     std::fs::write(
         &path,
         format!(
-            "trust-anchors {{ {ZONE}. static-key {flags} {protocol} {algorithm} \"{}\"; }};\n",
+            "trust-anchors {{ {owner} static-key {flags} {protocol} {algorithm} \"{}\"; }};\n",
             key.concat()
         ),
     )
@@ -65,11 +71,16 @@ fn anchor_file(dir: &Path, line: &str) -> PathBuf {
 
 /// What `delv` says of `name`/`rtype` asked of `sky` with `anchor` trusted.
 async fn delv(sky: &SkyDns, anchor: &Path, name: &str, rtype: &str) -> String {
+    delv_under(sky, anchor, ZONE, name, rtype).await
+}
+
+/// [`delv`] with the trust anchor at `root`.
+async fn delv_under(sky: &SkyDns, anchor: &Path, root: &str, name: &str, rtype: &str) -> String {
     let out = tokio::process::Command::new(tool("delv"))
         .arg(format!("@{}", sky.dns.ip()))
         .args(["-p", &sky.dns.port().to_string(), "-a"])
         .arg(anchor)
-        .arg(format!("+root={ZONE}"))
+        .arg(format!("+root={root}"))
         .args([name, rtype])
         .output()
         .await
@@ -415,5 +426,43 @@ async fn during_a_rollover_both_keys_are_published_and_either_anchor_validates()
             let said = delv(&sky, &anchor, name, rtype).await;
             assert!(said.contains(want), "{} {name}: {said}", key.display());
         }
+    }
+}
+
+#[tokio::test]
+async fn a_signed_zone_forwarded_through_skydns_still_validates() {
+    // Upstream: a skydns authoritative and signing for example.org. In
+    // front: a skydns for skydns.local forwarding everything else to it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = keygen_for(dir.path(), "ECDSAP256SHA256", "example.org");
+    let upstream = SkyDns::start(&[
+        "-domain",
+        "example.org",
+        "-no-forward",
+        "-dnssec",
+        &key.display().to_string(),
+    ])
+    .await;
+    upstream
+        .client
+        .add_service("db1", &service("db", "prod", "east", "10.0.9.1", 5432, 300))
+        .await
+        .expect("add");
+    let front = SkyDns::start(&["-nameserver", &upstream.dns.to_string()]).await;
+    let anchor = anchor_file(dir.path(), &dnskey_line(&key));
+    for (name, rtype, want) in [
+        ("db.prod.example.org", "A", "; fully validated"),
+        ("db.prod.example.org", "SRV", "; fully validated"),
+        (
+            "nosuch.example.org",
+            "A",
+            "; negative response, fully validated",
+        ),
+    ] {
+        let said = delv_under(&front, &anchor, "example.org", name, rtype).await;
+        assert!(
+            said.contains(want),
+            "through the forwarder: {name} {rtype}: {said}"
+        );
     }
 }
