@@ -13,7 +13,7 @@ use skydns_tests::{Client, SkyDns, query_message, udp_exchange, udp_query};
 
 use crate::{
     first_answer::{FirstAnswer, measure},
-    knot::{self, DOMAIN, Signing},
+    knot::{self, DOMAIN, SKYDNS_ARGS as ARGS, Signing},
     process::Daemon,
     record::Record,
     rounds::{self, Server},
@@ -38,14 +38,6 @@ pub(crate) struct Args {
 }
 
 const QUERIES: [&str; 3] = ["a", "srv", "nx"];
-const ARGS: [&str; 6] = [
-    "-domain",
-    DOMAIN,
-    "-nameserver",
-    "127.0.0.1:9",
-    "-log-level",
-    "warn,skydns::server=info",
-];
 
 /// Runs the comparison; returns the record and the results.
 pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {

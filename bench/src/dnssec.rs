@@ -16,7 +16,7 @@ use skydns_tests::{SkyDns, query_message, udp_exchange};
 
 use crate::{
     dnsperf::query_file,
-    knot::{self, DOMAIN, Signing},
+    knot::{self, DOMAIN, SKYDNS_ARGS as ARGS, Signing},
     record::Record,
     rounds::{self, Server},
     services::register_web,
@@ -32,14 +32,6 @@ pub(crate) struct Args {
 const QUERIES: [&str; 4] = ["a", "srv", "nx", "nx-unique"];
 /// Distinct names in the `nx-unique` file (more than a run asks).
 const UNIQUE_NAMES: u32 = 1_000_000;
-const ARGS: [&str; 6] = [
-    "-domain",
-    DOMAIN,
-    "-nameserver",
-    "127.0.0.1:9",
-    "-log-level",
-    "warn,skydns::server=info",
-];
 /// Servers whose rows are loaded without DO.
 const UNSIGNED: [&str; 2] = ["skydns-unsigned", "skydns-2w-unsigned"];
 

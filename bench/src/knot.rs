@@ -29,6 +29,17 @@ pub(crate) fn zone() -> String {
     z
 }
 
+/// How both authoritative benchmarks start skydns: the zone above, a dead
+/// upstream (nothing is forwarded), start-up lines only.
+pub(crate) const SKYDNS_ARGS: [&str; 6] = [
+    "-domain",
+    DOMAIN,
+    "-nameserver",
+    "127.0.0.1:9",
+    "-log-level",
+    "warn,skydns::server=info",
+];
+
 /// The authoritative loads' query files in `dir`, as both benchmarks ask:
 /// `a.txt` (`web.prod A`), `srv.txt` (`<srv_owner>.prod SRV`), `nx.txt`
 /// (`nothere.prod A`).
