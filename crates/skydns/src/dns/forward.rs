@@ -239,12 +239,15 @@ impl Forwarder {
         &self.options.upstreams
     }
 
-    /// The cached answer to `query` without waiting: TTLs as stored, with
+    /// The cached answer to `query` (asked with `edns`: DO picks the DNSSEC
+    /// or the plain copy) without waiting: TTLs as stored, with
     /// when it was stored, how long a copy may be kept and whether it is due
     /// for a prefetch (see [`Cache::get_timed`]). Counts a cache hit; a miss
     /// is counted by [`Self::resolve`].
-    pub(crate) fn cached(&self, query: &Query, dnssec_ok: bool) -> Option<Timed> {
-        let got = self.cache.get_timed(&CacheKey::of(query, dnssec_ok))?;
+    pub(crate) fn cached(&self, query: &Query, edns: Option<&Edns>) -> Option<Timed> {
+        let got = self
+            .cache
+            .get_timed(&CacheKey::of(query, dnssec_ok(edns)))?;
         self.metrics.cache_hits.inc();
         Some(got)
     }

@@ -37,8 +37,7 @@ impl DnsHandler {
             return None;
         }
         let query = request.queries.queries().first()?;
-        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        let cached = forwarder.cached(query.original(), dnssec_ok)?;
+        let cached = forwarder.cached(query.original(), request.edns.as_ref())?;
         if cached.refresh {
             forwarder.prefetch(query.original().clone(), request.edns.clone());
         }

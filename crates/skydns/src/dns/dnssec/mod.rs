@@ -183,36 +183,36 @@ fn sign_section(
             }
         }
     }
-    sets.iter()
-        .filter_map(|set| {
-            let youngest = set.iter().min_by_key(|r| r.record.ttl)?;
-            let original = set
-                .iter()
-                .map(|r| full_ttl(r, ttl, now_ms))
-                .max()
-                .unwrap_or(0);
-            let records: Vec<&Record> = set.iter().map(|r| &r.record).collect();
-            let signed = dnssec
-                .signers
-                .iter()
-                .filter_map(move |signer| signer.sign(&records, original, now))
-                .map(|signed| {
-                    let rrsig = Record::from_rdata(
-                        youngest.record.name.clone(),
-                        youngest.record.ttl,
-                        RData::DNSSEC(DNSSECRData::RRSIG(signed.rrsig)),
-                    );
-                    let rec = Rec {
-                        record: rrsig,
-                        source: youngest.source.clone(),
-                    };
-                    (rec, signed.refresh_at)
-                })
-                .collect::<Vec<_>>();
-            Some(signed)
-        })
-        .flatten()
-        .collect()
+    let mut sigs = Vec::new();
+    for set in &sets {
+        // The RRSIG's TTL is the set's (its shortest), counting down with it.
+        let Some(youngest) = set.iter().min_by_key(|r| r.record.ttl) else {
+            continue;
+        };
+        let original = set
+            .iter()
+            .map(|r| full_ttl(r, ttl, now_ms))
+            .max()
+            .unwrap_or(0);
+        let records: Vec<&Record> = set.iter().map(|r| &r.record).collect();
+        for signed in dnssec
+            .signers
+            .iter()
+            .filter_map(|signer| signer.sign(&records, original, now))
+        {
+            let rrsig = Record::from_rdata(
+                youngest.record.name.clone(),
+                youngest.record.ttl,
+                RData::DNSSEC(DNSSECRData::RRSIG(signed.rrsig)),
+            );
+            let rec = Rec {
+                record: rrsig,
+                source: youngest.source.clone(),
+            };
+            sigs.push((rec, signed.refresh_at));
+        }
+    }
+    sigs
 }
 
 /// The TTL `rec` has when its entry is fresh (the RRSIG's original TTL): a
