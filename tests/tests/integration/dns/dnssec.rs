@@ -466,3 +466,44 @@ async fn a_signed_zone_forwarded_through_skydns_still_validates() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_signed_answer_too_big_for_udp_is_truncated_and_validates_over_tcp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = keygen(dir.path(), "ECDSAP256SHA256");
+    let sky = SkyDns::start(&["-dnssec", &key.display().to_string()]).await;
+    for i in 1..=10 {
+        sky.client
+            .add_service(
+                &format!("big{i}"),
+                &service("big", "dev", "east", &format!("10.0.3.{i}"), 80, 300),
+            )
+            .await
+            .expect("add");
+    }
+    // 10 SRV, 10 glue A and 11 RRSIGs are more than 1232 bytes.
+    let mut q = skydns_tests::query_message("big.dev.skydns.local.", RecordType::SRV, Some(1232));
+    if let Some(edns) = q.edns.as_mut() {
+        edns.set_dnssec_ok(true);
+    }
+    let udp = skydns_tests::udp_exchange(sky.dns, &q).await.expect("udp");
+    assert!(udp.metadata.truncation, "TC over UDP: {udp:?}");
+    let tcp = skydns_tests::tcp_query(sky.dns, &q).await.expect("tcp");
+    assert!(!tcp.metadata.truncation);
+    let count = |t| {
+        tcp.additionals
+            .iter()
+            .filter(|r| r.record_type() == t)
+            .count()
+    };
+    assert_eq!(
+        (count(RecordType::A), count(RecordType::RRSIG)),
+        (10, 10),
+        "every glue A signed over TCP: {tcp:?}"
+    );
+    // delv retries over TCP by itself and validates the whole answer.
+    let anchor = anchor_file(dir.path(), &dnskey_line(&key));
+    let said = delv(&sky, &anchor, "big.dev.skydns.local", "SRV").await;
+    assert!(said.contains("; fully validated"), "{said}");
+    assert_eq!(said.matches("\tSRV\t").count(), 10, "{said}");
+}
