@@ -12,7 +12,7 @@
 use anyhow::{Context, bail};
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
-use skydns_tests::{SkyDns, query_message, udp_exchange};
+use skydns_tests::{SkyDns, dnssec_query, udp_exchange};
 
 use crate::{
     dnsperf::query_file,
@@ -53,7 +53,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     record.tool("knot");
     record.tool("bind9-utils");
     let work = tempfile::tempdir()?;
-    let key = keygen(work.path())?;
+    let key = skydns_tests::validator::dnssec_keygen(work.path(), "ECDSAP256SHA256", DOMAIN);
     let key_arg = key.display().to_string();
     let signed_args = [&ARGS[..], &["-dnssec", &key_arg]].concat();
 
@@ -171,20 +171,6 @@ fn api_zone() -> String {
         .collect()
 }
 
-/// A fresh ECDSAP256SHA256 key for the zone in `dir`: its BIND basename.
-fn keygen(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    let keygen = crate::tools::find("dnssec-keygen").context("dnssec-keygen is not installed")?;
-    let out = std::process::Command::new(keygen)
-        .args(["-q", "-K"])
-        .arg(dir)
-        .args(["-a", "ECDSAP256SHA256", "-f", "KSK", DOMAIN])
-        .output()?;
-    if !out.status.success() {
-        bail!("dnssec-keygen: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(dir.join(String::from_utf8_lossy(&out.stdout).trim()))
-}
-
 /// Checks that a server signs before it is measured: the A set with DO
 /// comes with an RRSIG over it, and the SRV answer with its glue fits.
 async fn check_signed(s: &Server) -> anyhow::Result<()> {
@@ -215,13 +201,12 @@ async fn ask_with_do(
     rtype: RecordType,
 ) -> anyhow::Result<hickory_proto::op::Message> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.port));
-    let mut q = query_message(&format!("{service}.prod.{DOMAIN}"), rtype, Some(1232));
-    if let Some(edns) = q.edns.as_mut() {
-        edns.set_dnssec_ok(true);
-    }
-    udp_exchange(addr, &q)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))
+    udp_exchange(
+        addr,
+        &dnssec_query(&format!("{service}.prod.{DOMAIN}"), rtype),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))
 }
 
 fn count(records: &[hickory_proto::rr::Record], rtype: RecordType) -> usize {

@@ -29,6 +29,15 @@ pub fn query_message(name: &str, rtype: RecordType, payload: Option<u16>) -> Mes
     msg
 }
 
+/// A query as a validating resolver sends it: EDNS with 1232 bytes and DO set.
+pub fn dnssec_query(name: &str, rtype: RecordType) -> Message {
+    let mut msg = query_message(name, rtype, Some(1232));
+    if let Some(edns) = msg.edns.as_mut() {
+        edns.set_dnssec_ok(true);
+    }
+    msg
+}
+
 /// Sends `msg` over UDP and decodes the answer.
 pub async fn udp_exchange(server: SocketAddr, msg: &Message) -> Result<Message, String> {
     let bytes = msg.to_vec().map_err(|e| e.to_string())?;

@@ -32,8 +32,8 @@ pub mod validator;
 
 pub use binaries::binary;
 pub use dns::{
-    QUERY_TIMEOUT, a_records, query_message, srv_records, tcp_query, udp_exchange, udp_query,
-    udp_raw, udp_raw_from,
+    QUERY_TIMEOUT, a_records, dnssec_query, query_message, srv_records, tcp_query, udp_exchange,
+    udp_query, udp_raw, udp_raw_from,
 };
 pub use http::{HttpReply, http};
 pub use skydns::{DEAD_UPSTREAM, Loading, SkyDns};

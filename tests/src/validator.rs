@@ -1,7 +1,7 @@
 //! A real validating resolver in front of skydns: unbound (Debian's), on a
 //! free loopback port, with skydns's zone as a stub zone and its key as the
-//! trust anchor; and a [`Tamper`] relay that alters answers on the way, to
-//! show the validator notices.
+//! trust anchor; a [`Tamper`] relay that alters answers on the way, to
+//! show the validator notices; and zone keys from `dnssec-keygen`.
 
 use std::{net::SocketAddr, path::Path, process::Stdio, sync::Arc, time::Duration};
 
@@ -11,7 +11,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::dns::{query_message, udp_exchange};
+use crate::dns::{dnssec_query, query_message, udp_exchange};
 
 /// unbound validating `zone` against `trust_anchor` (a DNSKEY record's
 /// text), asking `upstream` for it; stops when dropped.
@@ -69,11 +69,7 @@ forward-zone:\n  name: \".\"\n  forward-addr: 127.0.0.1@9\n",
 
     /// A query with DO set, as a validating stub sends it.
     pub async fn query(&self, name: &str, rtype: RecordType) -> Message {
-        let mut msg = query_message(name, rtype, Some(1232));
-        if let Some(edns) = msg.edns.as_mut() {
-            edns.set_dnssec_ok(true);
-        }
-        udp_exchange(self.addr, &msg)
+        udp_exchange(self.addr, &dnssec_query(name, rtype))
             .await
             .unwrap_or_else(|e| panic!("unbound: {name} {rtype}: {e}"))
     }
@@ -130,6 +126,19 @@ impl Drop for Tamper {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A key made by `dnssec-keygen -a <algorithm> -f KSK <zone>` in `dir`: its
+/// basename (what `-dnssec` takes).
+pub fn dnssec_keygen(dir: &Path, algorithm: &str, zone: &str) -> std::path::PathBuf {
+    let out = std::process::Command::new(tool("dnssec-keygen"))
+        .args(["-q", "-K"])
+        .arg(dir)
+        .args(["-a", algorithm, "-f", "KSK", zone])
+        .output()
+        .expect("run dnssec-keygen");
+    assert!(out.status.success(), "dnssec-keygen: {out:?}");
+    dir.join(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// The path of an installed tool, or a one-line failure naming its package.

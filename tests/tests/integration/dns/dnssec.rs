@@ -9,7 +9,7 @@ use hickory_proto::{op::ResponseCode, rr::RecordType};
 use skydns_tests::{
     SkyDns, service,
     stub::{Behavior, Stub},
-    validator::{Tamper, Unbound, tool},
+    validator::{Tamper, Unbound, dnssec_keygen, tool},
 };
 
 const ZONE: &str = "skydns.local";
@@ -20,19 +20,7 @@ const REDIS: &str = "redis.dev.skydns.local";
 /// A key made by `dnssec-keygen -a <algorithm> -f KSK skydns.local` in
 /// `dir`: its basename (what `-dnssec` takes).
 fn keygen(dir: &Path, algorithm: &str) -> PathBuf {
-    keygen_for(dir, algorithm, ZONE)
-}
-
-/// [`keygen`] for another zone.
-fn keygen_for(dir: &Path, algorithm: &str, zone: &str) -> PathBuf {
-    let out = std::process::Command::new(tool("dnssec-keygen"))
-        .args(["-q", "-K"])
-        .arg(dir)
-        .args(["-a", algorithm, "-f", "KSK", zone])
-        .output()
-        .expect("run dnssec-keygen");
-    assert!(out.status.success(), "dnssec-keygen: {out:?}");
-    dir.join(String::from_utf8_lossy(&out.stdout).trim())
+    dnssec_keygen(dir, algorithm, ZONE)
 }
 
 /// The DNSKEY line of a BIND `.key` file: `skydns.local. IN DNSKEY 257 3 13 <key>`.
@@ -195,9 +183,8 @@ async fn rrsigs_come_only_with_do_and_denial_is_compact() {
     assert!(!plain.contains("NSEC"), "{plain}");
     // With Compact Answers OK (the CO flag) the code says NXDOMAIN, the
     // proof is the same NSEC, and CO is echoed.
-    let mut q = skydns_tests::query_message("nosuch.dev.skydns.local.", RecordType::A, Some(1232));
+    let mut q = skydns_tests::dnssec_query("nosuch.dev.skydns.local.", RecordType::A);
     if let Some(edns) = q.edns.as_mut() {
-        edns.set_dnssec_ok(true);
         edns.flags_mut().z = COMPACT_OK;
     }
     let co = skydns_tests::udp_exchange(sky.dns, &q)
@@ -276,10 +263,7 @@ async fn a_heartbeat_re_signs_nothing_and_a_change_signs_once() {
     let sky = signed_skydns(&keygen(dir.path(), "ED25519")).await;
     // Over TCP, so no copy from the response cache hides the signing path.
     let ask = || async {
-        let mut msg = skydns_tests::query_message(&format!("{REDIS}."), RecordType::A, Some(1232));
-        if let Some(edns) = msg.edns.as_mut() {
-            edns.set_dnssec_ok(true);
-        }
+        let msg = skydns_tests::dnssec_query(&format!("{REDIS}."), RecordType::A);
         skydns_tests::tcp_query(sky.dns, &msg).await.expect("query")
     };
     ask().await;
@@ -365,10 +349,11 @@ async fn forwarded_answers_are_cached_apart_for_do_and_plain_clients() {
     let key = keygen(dir.path(), "ECDSAP256SHA256").display().to_string();
     let sky = SkyDns::start(&["-nameserver", &stub.addr.to_string(), "-dnssec", &key]).await;
     for dnssec_ok in [false, true, false, true] {
-        let mut msg = skydns_tests::query_message("www.example.org.", RecordType::A, Some(1232));
-        if let Some(edns) = msg.edns.as_mut() {
-            edns.set_dnssec_ok(dnssec_ok);
-        }
+        let msg = if dnssec_ok {
+            skydns_tests::dnssec_query("www.example.org.", RecordType::A)
+        } else {
+            skydns_tests::query_message("www.example.org.", RecordType::A, Some(1232))
+        };
         let reply = skydns_tests::udp_exchange(sky.dns, &msg)
             .await
             .expect("answer");
@@ -434,7 +419,7 @@ async fn a_signed_zone_forwarded_through_skydns_still_validates() {
     // Upstream: a skydns authoritative and signing for example.org. In
     // front: a skydns for skydns.local forwarding everything else to it.
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = keygen_for(dir.path(), "ECDSAP256SHA256", "example.org");
+    let key = dnssec_keygen(dir.path(), "ECDSAP256SHA256", "example.org");
     let upstream = SkyDns::start(&[
         "-domain",
         "example.org",
@@ -482,10 +467,7 @@ async fn a_signed_answer_too_big_for_udp_is_truncated_and_validates_over_tcp() {
             .expect("add");
     }
     // 10 SRV, 10 glue A and 11 RRSIGs are more than 1232 bytes.
-    let mut q = skydns_tests::query_message("big.dev.skydns.local.", RecordType::SRV, Some(1232));
-    if let Some(edns) = q.edns.as_mut() {
-        edns.set_dnssec_ok(true);
-    }
+    let q = skydns_tests::dnssec_query("big.dev.skydns.local.", RecordType::SRV);
     let udp = skydns_tests::udp_exchange(sky.dns, &q).await.expect("udp");
     assert!(udp.metadata.truncation, "TC over UDP: {udp:?}");
     let tcp = skydns_tests::tcp_query(sky.dns, &q).await.expect("tcp");
