@@ -31,6 +31,11 @@ bench-forward *ARGS:
 bench-dnssec *ARGS:
     cargo run --release --locked -p skydns-bench -- dnssec {{ARGS}}
 
+# Several instances on one etcd registry (local 3-member cluster): propagation A → B, QPS vs redb,
+# registrations/s with 64 clients, etcd writes while 100,000 services heartbeat, cold start.
+bench-etcd *ARGS:
+    cargo run --release --locked -p skydns-bench -- etcd {{ARGS}}
+
 # REST API with the embedded store: 64 clients register, heartbeat, delete (as shipped and -workers 1).
 bench-api *ARGS:
     cargo run --release --locked -p skydns-bench -- api {{ARGS}}

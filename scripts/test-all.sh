@@ -7,8 +7,9 @@
 #
 # Stages:
 #   1. tools      apt-get install dig, kdig, delv, dnssec-keygen, unbound, knotd/keymgr
-#                 (validators and key tools for the DNSSEC tests), curl, openssl, chromium
-#                 (+ CA certificates), only when one of those binaries is missing
+#                 (validators and key tools for the DNSSEC tests), etcd + etcdctl (the
+#                 shared-registry tests), protoc + libprotobuf-dev (etcd-client's build),
+#                 curl, openssl, chromium (+ CA certificates), only when one is missing
 #   2. fmt        cargo fmt --all -- --check          (skipped if rustfmt is absent)
 #   3. clippy     cargo clippy ... -D warnings         (skipped if clippy is absent)
 #   4. build      cargo build --workspace --bins --locked
@@ -36,9 +37,9 @@ stage() {
 }
 
 # --- 1. tools --------------------------------------------------------------
-stage "tools: dig kdig delv dnssec-keygen unbound knotd keymgr curl openssl chromium"
+stage "tools: dig kdig delv dnssec-keygen unbound knotd keymgr etcd etcdctl protoc curl openssl chromium"
 missing=()
-for bin in dig kdig delv dnssec-keygen unbound knotd keymgr curl openssl chromium; do
+for bin in dig kdig delv dnssec-keygen unbound knotd keymgr etcd etcdctl protoc curl openssl chromium; do
     command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
 done
 if ((${#missing[@]} > 0)); then
@@ -55,6 +56,7 @@ if ((${#missing[@]} > 0)); then
     "${SUDO[@]}" apt-get update -q
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
         dnsutils knot-dnsutils bind9-dnsutils bind9-utils unbound knot curl openssl \
+        etcd-server etcd-client protobuf-compiler libprotobuf-dev \
         ca-certificates chromium
 else
     echo "all present"

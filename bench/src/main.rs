@@ -1,6 +1,6 @@
 //! `bench`: skydns's benchmarks, each run saved as JSON under `bench/runs/`.
 //!
-//! `cargo run --release -p skydns-bench -- <auth|forward|dnssec|api|propagation|overload|soak>`
+//! `cargo run --release -p skydns-bench -- <auth|forward|dnssec|etcd|api|propagation|overload|soak>`
 //! (or `just bench-…`). Servers listen on free 127.0.0.1 ports; everything
 //! started is stopped when the run ends. `bench/plot.py` draws the PNGs
 //! from the saved runs; docs/performance.md explains the figures.
@@ -10,6 +10,7 @@ mod api_load;
 mod auth;
 mod dnsperf;
 mod dnssec;
+mod etcd;
 mod first_answer;
 mod forward;
 mod knot;
@@ -46,6 +47,9 @@ enum Bench {
     Forward(forward::Args),
     /// Signed answers (`-dnssec`, DO set) vs Knot DNS's mod-onlinesign.
     Dnssec(dnssec::Args),
+    /// Several instances on one etcd registry: propagation, QPS vs redb,
+    /// API rate, heartbeat writes, cold start with 100,000 services.
+    Etcd(etcd::Args),
     /// REST API with the embedded store: register, heartbeat, delete.
     Api(api::Args),
     /// skydock: docker start/stop → DNS, on the real engine.
@@ -74,6 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Bench::Forward(args) => forward::run(args).await?,
         Bench::Dnssec(args) => dnssec::run(args).await?,
         Bench::Api(args) => api::run(args).await?,
+        Bench::Etcd(args) => etcd::run(args).await?,
         Bench::Propagation(args) => propagation::run(args).await?,
         Bench::Overload(args) => overload::run(args).await?,
         Bench::Soak(args) => soak::run(args).await?,

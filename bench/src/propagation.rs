@@ -250,7 +250,7 @@ async fn wait_for(
 }
 
 /// p50, p99 (nearest rank), min and max of `values`, in ms.
-fn percentiles(values: &[f64]) -> Value {
+pub(crate) fn percentiles(values: &[f64]) -> Value {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let rank = |p: usize| {

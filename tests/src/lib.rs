@@ -23,6 +23,7 @@ mod binaries;
 pub mod browser;
 pub mod dns;
 pub mod docker;
+pub mod etcd;
 pub mod http;
 pub mod skydns;
 pub mod skydock;

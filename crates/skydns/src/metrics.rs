@@ -44,6 +44,8 @@ pub struct Metrics {
     pub services: Gauge,
     /// Services removed because their TTL ran out.
     pub expired: Counter,
+    /// 1 while the store answers (always, but for etcd while unreachable).
+    pub store_connected: Gauge,
     /// Callback deliveries that failed.
     pub callback_failures: Counter,
     /// Callback deliveries dropped because the delivery queue was full.
@@ -84,6 +86,13 @@ impl Metrics {
             "registry_services",
             "Services currently registered",
             services.clone(),
+        );
+        let store_connected = Gauge::default();
+        store_connected.set(1);
+        registry.register(
+            "store_connected",
+            "1 while the store (etcd with -etcd) is reachable; 0 while DNS answers from the last index",
+            store_connected.clone(),
         );
         let expired = Counter::default();
         registry.register(
@@ -154,6 +163,7 @@ impl Metrics {
             dns_latency,
             services,
             expired,
+            store_connected,
             callback_failures,
             callbacks_dropped,
             api_requests,

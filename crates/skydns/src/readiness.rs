@@ -19,6 +19,9 @@ pub enum State {
     Loading,
     /// The registry is loaded and DNS and the API serve.
     Ready,
+    /// The shared store (etcd) is unreachable: DNS answers from the last
+    /// index, writes get 503.
+    StoreUnreachable,
 }
 
 impl State {
@@ -27,6 +30,7 @@ impl State {
         match self {
             Self::Loading => "loading the store",
             Self::Ready => "ready",
+            Self::StoreUnreachable => "etcd unreachable: answering from the last index",
         }
     }
 }
@@ -58,7 +62,8 @@ impl Readiness {
     pub fn state(&self) -> State {
         match self.0.load(Ordering::Acquire) {
             0 => State::Loading,
-            _ => State::Ready,
+            1 => State::Ready,
+            _ => State::StoreUnreachable,
         }
     }
 
@@ -69,7 +74,19 @@ impl Readiness {
 
     /// Everything is loaded and listening.
     pub fn set_ready(&self) {
-        self.0.store(1, Ordering::Release);
+        // Not over an unreachable store seen meanwhile.
+        let _ = self
+            .0
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The shared store went away (`true`) or came back (`false`); a server
+    /// still loading stays loading.
+    pub fn set_store_unreachable(&self, unreachable: bool) {
+        let (from, to) = if unreachable { (1, 2) } else { (2, 1) };
+        let _ = self
+            .0
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 

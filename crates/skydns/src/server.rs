@@ -32,6 +32,15 @@ use crate::{
 const PORT_TRIES: usize = 32;
 /// How long [`run`] waits for every task to stop after the signal.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+#[cfg(feature = "etcd")]
+use crate::{
+    registry::feed,
+    store::{EtcdOptions, EtcdStore},
+};
+
+/// Changes from etcd waiting for the registry to apply them.
+#[cfg(feature = "etcd")]
+const FEED_QUEUE: usize = 1024;
 /// Connections the kernel queues for a TCP accept loop (DNS and HTTP).
 const TCP_BACKLOG: i32 = 4096;
 
@@ -161,9 +170,37 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     ));
     tracing::info!(http = %http_addr, "API listening http={http_addr}; loading the store (not ready yet)");
 
+    #[cfg(feature = "etcd")]
+    let etcd = match &config.etcd {
+        Some(etcd) => Some(Arc::new(
+            EtcdStore::connect(EtcdOptions {
+                endpoints: etcd.endpoints.clone(),
+                prefix: etcd.prefix.clone(),
+                domain: config.domain.clone(),
+                default_ttl: config.no_expire_ttl,
+                tls: etcd.tls.clone(),
+            })
+            .await?,
+        )),
+        None => None,
+    };
+    #[cfg(not(feature = "etcd"))]
+    if config.etcd.is_some() {
+        return Err(crate::config::ConfigError::new(
+            "etcd",
+            "this skydns was built without etcd support (cargo feature `etcd`): -etcd is not available",
+        )
+        .into());
+    }
+    // -etcd and -data exclude each other (the config checks).
     let store: Arc<dyn Store> = match &config.data_dir {
         Some(dir) => Arc::new(RedbStore::open(dir)?),
         None => Arc::new(MemoryStore),
+    };
+    #[cfg(feature = "etcd")]
+    let store = match &etcd {
+        Some(etcd) => Arc::clone(etcd) as Arc<dyn Store>,
+        None => store,
     };
     let metrics = Arc::new(Metrics::new());
     let options = RegistryOptions {
@@ -255,6 +292,21 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         let t = token.child_token();
         tasks.spawn(async move {
             forwarder.run_probes(t).await;
+            Ok(())
+        });
+    }
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = etcd {
+        // The watch feeds the registry: other instances' writes, expiries.
+        let (tx, rx) = tokio::sync::mpsc::channel(FEED_QUEUE);
+        let (m, rd, t) = (Arc::clone(&metrics), readiness.clone(), token.child_token());
+        tasks.spawn(async move {
+            etcd.follow(tx, rd, m, t).await;
+            Ok(())
+        });
+        let (r, t) = (registry.clone(), token.child_token());
+        tasks.spawn(async move {
+            feed::run_feed(r, rx, t).await;
             Ok(())
         });
     }

@@ -158,12 +158,12 @@ async fn a_cache_size_beyond_the_limit_fails_the_start_in_one_line() {
 }
 
 #[tokio::test]
-async fn later_work_flags_are_refused_with_one_line() {
+async fn skydns_v1_clustering_flags_point_to_etcd_in_one_line() {
     let err = SkyDns::try_spawn_on("127.0.0.1:0", "127.0.0.1:0", &["-join", "127.0.0.1:9999"])
         .await
         .err()
         .expect("refused");
-    assert!(err.contains("not supported yet"), "{err}");
+    assert!(err.contains("replaced by -etcd"), "{err}");
 }
 
 #[tokio::test]

@@ -64,7 +64,7 @@ pub(super) async fn heartbeat(
         .as_deref()
         .filter(|o| !o.is_empty())
         .or(q.owner());
-    state.registry.heartbeat(&uuid, beat.ttl, owner)?;
+    state.registry.beat(&uuid, beat.ttl, owner).await?;
     Ok(StatusCode::OK)
 }
 

@@ -67,7 +67,12 @@ pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         let body = serde_json::json!({ "status": "ready", "services": state.registry.len() });
         (axum::http::StatusCode::OK, Json(body))
     } else {
-        let body = serde_json::json!({ "status": "starting", "reason": now.as_str() });
+        let status = if now == crate::readiness::State::Loading {
+            "starting"
+        } else {
+            "degraded"
+        };
+        let body = serde_json::json!({ "status": status, "reason": now.as_str() });
         (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body))
     }
 }

@@ -115,10 +115,28 @@ pub struct Cli {
     #[arg(long, default_value = defaults::LOG_FORMAT)]
     pub log_format: String,
 
-    /// SkyDNS v1 clustering (Raft): not available yet.
+    /// etcd client URLs (comma-separated): several skydns instances share one registry kept
+    /// in etcd (v3 API). Without it the registry is this process's (memory, or `-data`).
+    #[arg(long, alias = "machines", env = "SKYDNS_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Root of skydns's keys in etcd; records live under it as SkyDNS2 and CoreDNS lay them
+    /// out (`/skydns/local/skydns/<env>/<name>/...`).
+    #[arg(long, env = "SKYDNS_ETCD_PREFIX", default_value = defaults::ETCD_PREFIX)]
+    pub etcd_prefix: String,
+    /// CA certificates (PEM) that etcd's server certificate must chain to.
+    #[arg(long, env = "SKYDNS_ETCD_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd, with `-etcd-key`.
+    #[arg(long, env = "SKYDNS_ETCD_CERT", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd, with `-etcd-cert`.
+    #[arg(long, env = "SKYDNS_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+
+    /// SkyDNS v1 clustering (Raft): replaced by `-etcd`.
     #[arg(long, hide = true)]
     pub join: Option<String>,
-    /// SkyDNS v1 cluster discovery: not available yet.
+    /// SkyDNS v1 cluster discovery: replaced by `-etcd`.
     #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub discover: Option<bool>,
     /// Sign answers (DNSSEC) with this key: a BIND basename (`Kskydns.local.+013+24374`,

@@ -46,3 +46,6 @@ pub const MAX_ANSWER_TTL: u32 = 0;
 pub const LOG_LEVEL: &str = "info";
 /// Log format.
 pub const LOG_FORMAT: &str = "text";
+
+/// Root of skydns's keys in etcd (SkyDNS2's and CoreDNS's default).
+pub const ETCD_PREFIX: &str = "/skydns";

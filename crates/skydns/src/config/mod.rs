@@ -97,6 +97,39 @@ pub struct Config {
     /// The zone keys answers are signed with (`-dnssec`; none: unsigned;
     /// two during a key rollover).
     pub dnssec_keys: Vec<PathBuf>,
+    /// The shared registry in etcd (`-etcd`); `None`: this process's own
+    /// (memory, or `data_dir`).
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// TLS files for etcd (`-etcd-cacert`, `-etcd-cert`, `-etcd-key`), as
+/// etcdctl names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA certificates to trust (PEM).
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), with `key`.
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM), with `cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    /// True when any TLS file is given.
+    pub fn any(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+}
+
+/// Where the shared registry is (`-etcd`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// Client URLs of etcd members.
+    pub endpoints: Vec<String>,
+    /// Root of the keys (`/skydns`, no trailing slash).
+    pub prefix: String,
+    /// TLS files, if any.
+    pub tls: EtcdTls,
 }
 
 impl Config {
@@ -128,6 +161,7 @@ impl Config {
             no_expire_ttl: defaults::NO_EXPIRE_TTL,
             max_answer_ttl: defaults::MAX_ANSWER_TTL,
             dnssec_keys: Vec::new(),
+            etcd: None,
         }
     }
 }
@@ -139,9 +173,10 @@ impl TryFrom<Cli> for Config {
         if cli.join.is_some() || cli.discover == Some(true) {
             return Err(ConfigError::new(
                 "join",
-                "-join/-discover (Raft clustering) are not supported yet: run one skydns per host, or share one skydns between hosts",
+                "-join/-discover (SkyDNS v1's Raft clustering) are replaced by -etcd: run each skydns with -etcd http://<member>:2379,... (docs/operations.md, \"Running several instances\")",
             ));
         }
+        let etcd = etcd(&cli)?;
         let domain = cli.domain.trim_end_matches('.').to_ascii_lowercase();
         if domain.is_empty() || hickory_proto::rr::Name::from_ascii(&domain).is_err() {
             return Err(ConfigError::new(
@@ -203,8 +238,80 @@ impl TryFrom<Cli> for Config {
             no_expire_ttl: cli.no_expire_ttl,
             max_answer_ttl: cli.max_answer_ttl,
             dnssec_keys: cli.dnssec_key,
+            etcd,
         })
     }
+}
+
+/// The etcd settings the flags ask for (`-etcd`, or `ETCD_MACHINES` as
+/// SkyDNS2 read it); `None` without them.
+fn etcd(cli: &Cli) -> Result<Option<EtcdConfig>, ConfigError> {
+    let mut endpoints = cli.etcd.clone();
+    if endpoints.is_empty()
+        && let Ok(machines) = std::env::var("ETCD_MACHINES")
+    {
+        endpoints = machines.split(',').map(str::to_string).collect();
+    }
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect();
+    if endpoints.is_empty() {
+        return Ok(None);
+    }
+    if cli.data.is_some() {
+        return Err(ConfigError::new(
+            "etcd",
+            "-etcd and -data are two different registries: give one (with -etcd, etcd keeps the registrations)",
+        ));
+    }
+    let tls = EtcdTls {
+        ca: cli.etcd_cacert.clone(),
+        cert: cli.etcd_cert.clone(),
+        key: cli.etcd_key.clone(),
+    };
+    let secure = tls.ca.is_some() || tls.cert.is_some();
+    let mut urls = Vec::with_capacity(endpoints.len());
+    for e in endpoints {
+        let url = if e.contains("://") {
+            e
+        } else if secure {
+            format!("https://{e}")
+        } else {
+            format!("http://{e}")
+        };
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && url
+                .parse::<axum::http::Uri>()
+                .is_ok_and(|u| u.host().is_some_and(|h| !h.is_empty()));
+        if !ok {
+            return Err(ConfigError::new(
+                "etcd",
+                format!("-etcd {url:?} is not an etcd client URL (http://host:2379)"),
+            ));
+        }
+        if secure && url.starts_with("http://") {
+            return Err(ConfigError::new(
+                "etcd",
+                format!("-etcd {url:?}: TLS files are given, so the URL must be https://"),
+            ));
+        }
+        urls.push(url);
+    }
+    let prefix = cli.etcd_prefix.trim_end_matches('/');
+    if !prefix.starts_with('/') {
+        return Err(ConfigError::new(
+            "etcd-prefix",
+            format!("-etcd-prefix {:?} must start with /", cli.etcd_prefix),
+        ));
+    }
+    Ok(Some(EtcdConfig {
+        endpoints: urls,
+        prefix: prefix.to_string(),
+        tls,
+    }))
 }
 
 /// The API limits the flags ask for.
@@ -263,7 +370,7 @@ mod tests {
     #[test]
     fn later_work_flags_are_refused_with_a_reason() {
         let e = cli(&["-join", "10.0.0.1:8080"]).expect_err("refused");
-        assert!(e.contains("not supported yet"), "{e}");
+        assert!(e.contains("replaced by -etcd"), "{e}");
         let c = cli(&["-dnssec", "Kskydns.local.+013+1"]).expect("SkyDNS v1's spelling");
         assert_eq!(
             c.dnssec_keys,
@@ -292,5 +399,36 @@ mod tests {
             cli(&["-dns", "127.0.0.1:0", "-http", "127.0.0.1:0", "-no-forward"]).expect("parses");
         let e = Config::ephemeral();
         assert_eq!(format!("{e:?}"), format!("{flags:?}"));
+    }
+
+    #[test]
+    fn etcd_takes_skydns2s_spelling_and_refuses_what_cannot_work() {
+        let c = cli(&[
+            "-machines",
+            "127.0.0.1:2379,http://10.0.0.2:2379",
+            "-etcd-prefix",
+            "/sky/",
+        ])
+        .expect("SkyDNS2's -machines");
+        let etcd = c.etcd.expect("etcd");
+        assert_eq!(
+            etcd.endpoints,
+            ["http://127.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(etcd.prefix, "/sky");
+        assert!(
+            cli(&[]).expect("default").etcd.is_none(),
+            "no -etcd: our own store"
+        );
+        let e =
+            cli(&["-etcd", "http://127.0.0.1:2379", "-data", "/tmp/x"]).expect_err("two stores");
+        assert!(e.contains("-etcd and -data"), "{e}");
+        let e = cli(&["-etcd", "http://"]).expect_err("no host");
+        assert!(e.contains("not an etcd client URL"), "{e}");
+        let e =
+            cli(&["-etcd", "http://a:2379", "-etcd-cacert", "/ca.pem"]).expect_err("TLS over http");
+        assert!(e.contains("https://"), "{e}");
+        let e = cli(&["-etcd", "a:2379", "-etcd-prefix", "skydns"]).expect_err("relative prefix");
+        assert!(e.contains("-etcd-prefix"), "{e}");
     }
 }

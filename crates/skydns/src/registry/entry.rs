@@ -57,9 +57,14 @@ impl Entry {
         self.expires_ms() > now_ms
     }
 
-    /// Seconds left, rounded up (a live entry never reports 0); `None` for NoExpire.
+    /// Seconds left, rounded up (a live entry never reports 0); `None` for
+    /// NoExpire; its TTL for an entry the store expires ([`LEASED`]: the
+    /// deadline is etcd's lease, renewed on whichever instance).
     pub fn remaining_secs(&self, now_ms: u64) -> Option<u32> {
         let deadline = self.expires_ms();
+        if deadline == LEASED {
+            return (!self.service.no_expire).then_some(self.service.ttl);
+        }
         (deadline != NEVER).then(|| {
             let ms = deadline.saturating_sub(now_ms);
             u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
@@ -70,6 +75,7 @@ impl Entry {
     pub fn view(&self, now_ms: u64) -> Service {
         let mut s = self.service.to_service();
         match self.remaining_secs(now_ms) {
+            Some(left) if self.expires_ms() == LEASED => s.ttl = left,
             Some(left) => {
                 s.ttl = left;
                 s.expires = Some(

@@ -18,6 +18,7 @@
 //! - `callbacks`: attaching callbacks and queueing their deliveries.
 //! - `events`: the change feed (`GET /events`) and recent expiries.
 //! - `restore`: filling the registry from the store at start.
+//! - `feed`: applying other instances' changes from a shared store (etcd).
 //! - `tasks`: expiry, the heartbeat flush, callback delivery.
 //! - [`name`]: services ↔ DNS names and query patterns; `validate`: input checks.
 
@@ -25,6 +26,8 @@ mod callbacks;
 mod entry;
 mod error;
 mod events;
+#[cfg(feature = "etcd")]
+pub(crate) mod feed;
 mod index;
 mod lookup;
 pub mod name;
@@ -53,7 +56,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::{
     metrics::Metrics,
-    store::{Op, Store, StoreError, StoredService},
+    store::{LEASED, Op, Store, StoreError, StoredService},
 };
 pub use callbacks::{DELIVERY_QUEUE, Delivery, MAX_CALLBACK_MATCHES, MAX_CALLBACKS_PER_SERVICE};
 pub use entry::Entry;

@@ -20,6 +20,16 @@ fn check_owner(entry: &Entry, asked: Option<&str>) -> Result<(), RegistryError> 
     })
 }
 
+/// A store's verdict in the registry's terms: another instance holding
+/// the uuid is a conflict, a registration gone from the store is not found.
+pub(super) fn from_store(e: StoreError) -> RegistryError {
+    match e {
+        StoreError::Exists { uuid } => RegistryError::Conflict { uuid, owner: None },
+        StoreError::Missing { uuid } => RegistryError::NotFound(uuid),
+        e => RegistryError::Store(e),
+    }
+}
+
 impl Registry {
     /// Registers `service` as `uuid` (`PUT /skydns/services/{uuid}`).
     ///
@@ -31,7 +41,9 @@ impl Registry {
         validate::service(uuid, &service, &self.inner.options.domain)?;
         service.uuid = uuid.to_string();
         service.expires = None;
-        let expires_ms = if service.no_expire {
+        let expires_ms = if self.inner.store.owns_expiry() {
+            LEASED
+        } else if service.no_expire {
             NEVER
         } else {
             now_ms().saturating_add(u64::from(service.ttl) * 1000)
@@ -44,7 +56,11 @@ impl Registry {
             });
         }
         let entry = Entry::new(service, expires_ms, &self.inner.interner);
-        self.inner.store.put(vec![entry.stored()]).await?;
+        self.inner
+            .store
+            .commit(vec![Op::Create(entry.stored())])
+            .await
+            .map_err(from_store)?;
         if let Some(old) = self.inner.entries.get(uuid).map(|e| Arc::clone(&e.key().0)) {
             // An expired entry the reaper has not purged yet: replace it quietly.
             self.unapply(&old);
@@ -95,6 +111,43 @@ impl Registry {
         Ok(())
     }
 
+    /// A heartbeat as the API takes it: [`Registry::heartbeat`], or, when
+    /// the store owns expiry (etcd), a renewal of the service's lease,
+    /// acknowledged once etcd has renewed it.
+    ///
+    /// # Errors
+    /// As [`Registry::heartbeat`]; [`RegistryError::Store`] when etcd
+    /// cannot be reached.
+    pub async fn beat(
+        &self,
+        uuid: &str,
+        ttl: u32,
+        owner: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        if !self.inner.store.owns_expiry() {
+            return self.heartbeat(uuid, ttl, owner);
+        }
+        validate::heartbeat_ttl(ttl)?;
+        let entry = self
+            .get_entry(uuid)
+            .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
+        check_owner(&entry, owner)?;
+        if !self
+            .inner
+            .store
+            .keep_alive(uuid, ttl)
+            .await
+            .map_err(from_store)?
+        {
+            return Err(RegistryError::NotFound(uuid.to_string()));
+        }
+        if self.watched() {
+            let now = now_ms();
+            self.notify("heartbeat", entry.view(now), now);
+        }
+        Ok(())
+    }
+
     /// Removes a service (`DELETE`) and fires its callbacks. `owner`, when
     /// given, must be the service's.
     ///
@@ -108,7 +161,7 @@ impl Registry {
             .get_entry(uuid)
             .ok_or_else(|| RegistryError::NotFound(uuid.to_string()))?;
         check_owner(&entry, owner)?;
-        self.inner.store.remove(uuid).await?;
+        self.inner.store.remove(uuid).await.map_err(from_store)?;
         let view = entry.view(now_ms());
         let callbacks = self.unapply(&entry);
         tracing::info!(uuid, name = %entry.labels, "removed");
@@ -125,7 +178,7 @@ impl Registry {
         // A map keeps the old key on insert: drop any stale one first.
         self.inner.entries.remove(&*id);
         self.inner.entries.insert(ByUuid(entry), ());
-        if deadline != NEVER {
+        if deadline != NEVER && deadline != LEASED {
             self.push_deadline(deadline, id);
         }
         self.inner

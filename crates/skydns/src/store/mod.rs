@@ -2,8 +2,10 @@
 //!
 //! The registry talks to storage only through the narrow [`Store`] trait, so a
 //! replicated backend (etcd, for several skydns instances) can slot in without
-//! touching the DNS or API code. Two backends ship:
+//! touching the DNS or API code. Three backends ship:
 //! - [`MemoryStore`]: nothing survives a restart (no `-data`).
+//! - [`EtcdStore`]: etcd, shared by several instances (`-etcd`); it owns
+//!   expiry (leases) and reports other instances' changes ([`FeedEvent`]).
 //! - [`RedbStore`]: an embedded, crash-safe redb database in the `-data`
 //!   directory; every acknowledged write is fsynced before the API answers.
 //!   Concurrent writes are group-committed: one writer thread commits every
@@ -16,9 +18,13 @@
 //! for 100,000 services) live next to the registry, and the memory it
 //! freed stayed in the allocator (docs/performance.md).
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod memory;
 mod redb;
 
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdOptions, EtcdStore, FeedEvent};
 pub use memory::MemoryStore;
 pub use redb::{FILE_NAME, RedbStore};
 
@@ -30,6 +36,10 @@ use tokio::sync::mpsc;
 
 /// Most records in one batch handed over by [`Store::load`].
 pub const LOAD_BATCH: usize = 1024;
+
+/// The deadline of a registration whose expiry the store owns (an etcd
+/// lease): live until the store reports it gone.
+pub const LEASED: u64 = u64::MAX - 1;
 
 /// One registration as persisted: the service, its wall-clock deadline and the
 /// callbacks attached to it.
@@ -119,6 +129,29 @@ pub enum StoreError {
     /// A load whose receiver went away before the end.
     #[error("store: the store load was abandoned: nothing receives its records")]
     Abandoned,
+    /// etcd could not be reached or refused the request; nothing of the
+    /// change was acknowledged.
+    #[error("etcd{}: {reason}", if endpoints.is_empty() { String::new() } else { format!(" at {endpoints}") })]
+    Etcd {
+        /// The endpoints asked.
+        endpoints: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Another registration holds this uuid (seen by the store: another
+    /// instance registered it first).
+    #[error("service {uuid:?} is already registered")]
+    Exists {
+        /// The uuid.
+        uuid: String,
+    },
+    /// The store no longer holds this registration (it expired or another
+    /// instance removed it).
+    #[error("service {uuid:?} not found")]
+    Missing {
+        /// The uuid.
+        uuid: String,
+    },
     /// A stored record could not be decoded.
     #[error("stored record {key:?} is damaged: {reason}")]
     Corrupt {
@@ -177,6 +210,9 @@ pub struct Loaded {
 /// One change in a [`Store::commit`] batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// Insert a new registration; a shared store fails the batch with
+    /// [`StoreError::Exists`] when another holds its uuid.
+    Create(StoredService),
     /// Insert or replace a registration.
     Put(StoredService),
     /// Remove a registration (missing is not an error).
@@ -230,6 +266,17 @@ pub trait Store: Send + Sync + 'static {
                 .collect(),
         )
         .await
+    }
+    /// True when the store expires registrations itself (etcd leases): the
+    /// registry then neither reaps them nor writes heartbeats, and sends
+    /// each heartbeat to [`Store::keep_alive`].
+    fn owns_expiry(&self) -> bool {
+        false
+    }
+    /// Renews `uuid` for `ttl` seconds (stores that own expiry); false when
+    /// the store no longer holds it.
+    async fn keep_alive(&self, _uuid: &str, _ttl: u32) -> Result<bool, StoreError> {
+        Ok(true)
     }
     /// A short description for logs (`memory`, `redb at ./data`).
     fn describe(&self) -> String;

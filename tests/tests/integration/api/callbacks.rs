@@ -16,14 +16,14 @@ use super::*;
 
 /// What a callback listener received.
 #[derive(Debug)]
-struct Received {
-    method: String,
-    path: String,
-    body: Vec<u8>,
+pub(crate) struct Received {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A tiny HTTP listener on 127.0.0.1: records each request and answers 200.
-async fn callback_listener() -> (u16, mpsc::UnboundedReceiver<Received>) {
+pub(crate) async fn callback_listener() -> (u16, mpsc::UnboundedReceiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -71,7 +71,10 @@ async fn callback_listener() -> (u16, mpsc::UnboundedReceiver<Received>) {
     (port, rx)
 }
 
-async fn next_callback(rx: &mut mpsc::UnboundedReceiver<Received>, within: Duration) -> Received {
+pub(crate) async fn next_callback(
+    rx: &mut mpsc::UnboundedReceiver<Received>,
+    within: Duration,
+) -> Received {
     tokio::time::timeout(within, rx.recv())
         .await
         .expect("callback delivered in time")

@@ -1,7 +1,7 @@
 //! The REST registry over the wire, by topic. Shared helpers live here.
 
 mod auth;
-mod callbacks;
+pub(crate) mod callbacks;
 mod listing;
 mod ops;
 mod services;

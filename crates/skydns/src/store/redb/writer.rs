@@ -137,7 +137,9 @@ fn write(db: &Database, batch: &[Pending]) -> Result<(), EngineError> {
         let mut deadlines = txn.open_table(DEADLINES)?;
         for op in batch.iter().flat_map(|(ops, _)| ops) {
             match op {
-                Op::Put(record) => put(&mut services, &mut deadlines, record)?,
+                Op::Create(record) | Op::Put(record) => {
+                    put(&mut services, &mut deadlines, record)?;
+                }
                 Op::Remove(uuid) => {
                     services.remove(uuid.as_str())?;
                     deadlines.remove(uuid.as_str())?;
