@@ -67,6 +67,28 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e4).round() / 10.0
 }
 
+/// One API load on `sky` over every service (TTL [`TTL`]), and the etcd
+/// revisions (= writes) it took.
+async fn load(
+    etcd: &EtcdCluster,
+    sky: &SkyDns,
+    mode: Mode,
+    args: &Args,
+) -> anyhow::Result<(api_load::Outcome, i64)> {
+    let before = etcd.revision().await;
+    let outcome = api_load::run(Spec {
+        url: sky.url(),
+        mode,
+        clients: args.clients,
+        count: args.services,
+        pool: args.services,
+        seconds: 600,
+        ttl: TTL,
+    })
+    .await?;
+    Ok((outcome, etcd.revision().await - before))
+}
+
 /// Runs the benchmark; returns the record and the results.
 pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
     let mut record = Record::start(
@@ -183,36 +205,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<(Record, Value)> {
         "==> {} registrations, {} clients",
         args.services, args.clients
     );
-    let before = etcd.revision().await;
-    let register = api_load::run(Spec {
-        url: a.url(),
-        mode: Mode::Register,
-        clients: args.clients,
-        count: args.services,
-        pool: args.services,
-        seconds: 600,
-        ttl: TTL,
-    })
-    .await?;
-    let register_revisions = etcd.revision().await - before;
+    let (register, register_revisions) = load(&etcd, &a, Mode::Register, &args).await?;
     eprintln!(
         "    {:.0}/s, {} errors, {register_revisions} etcd revisions",
         register.rps, register.errors
     );
 
     // 4. Every service heartbeats once, as fast as the clients go.
-    let before = etcd.revision().await;
-    let heartbeat = api_load::run(Spec {
-        url: a.url(),
-        mode: Mode::Heartbeat,
-        clients: args.clients,
-        count: args.services,
-        pool: args.services,
-        seconds: 600,
-        ttl: TTL,
-    })
-    .await?;
-    let heartbeat_revisions = etcd.revision().await - before;
+    let (heartbeat, heartbeat_revisions) = load(&etcd, &a, Mode::Heartbeat, &args).await?;
     #[allow(clippy::cast_precision_loss)]
     let writes_per_s = heartbeat_revisions as f64 / heartbeat.seconds.max(1e-9);
     // At TTL 30 with a beat every TTL/3, every service beats every 10 s.

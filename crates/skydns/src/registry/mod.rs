@@ -278,6 +278,6 @@ impl Registry {
 /// Locks a std mutex, recovering the data if a panicking thread poisoned it
 /// (the protected maps stay consistent: every critical section is a single
 /// insert, remove or pop).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

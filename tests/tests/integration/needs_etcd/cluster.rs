@@ -23,6 +23,12 @@ async fn instance(etcd: &str) -> SkyDns {
     SkyDns::start(&["-etcd", etcd, "-no-forward"]).await
 }
 
+/// Two instances on every member of `etcd`.
+async fn pair(etcd: &EtcdCluster) -> (SkyDns, SkyDns) {
+    let endpoints = etcd.endpoints();
+    (instance(&endpoints).await, instance(&endpoints).await)
+}
+
 fn redis(host: &str, ttl: u32) -> skydns_tests::Service {
     service("redis", "dev", "east", host, 6379, ttl)
 }
@@ -54,10 +60,7 @@ async fn until_answers(sky: &SkyDns, name: &str, want: &[&str], within: Duration
 #[tokio::test]
 async fn a_registration_on_one_instance_is_answered_by_the_other_and_a_removal_too() {
     let etcd = EtcdCluster::start(3).await;
-    let (a, b) = (
-        instance(&etcd.endpoints()).await,
-        instance(&etcd.endpoints()).await,
-    );
+    let (a, b) = pair(&etcd).await;
     a.client
         .add_service("r1", &redis("10.0.0.1", 60))
         .await
@@ -80,10 +83,7 @@ async fn a_registration_on_one_instance_is_answered_by_the_other_and_a_removal_t
 #[tokio::test]
 async fn the_same_new_uuid_from_two_instances_at_once_gets_exactly_one_201() {
     let etcd = EtcdCluster::start(3).await;
-    let (a, b) = (
-        instance(&etcd.endpoints()).await,
-        instance(&etcd.endpoints()).await,
-    );
+    let (a, b) = pair(&etcd).await;
     for i in 0..20 {
         let uuid = format!("race{i}");
         let (sa, sb) = (redis("10.0.1.1", 60), redis("10.0.1.2", 60));
@@ -117,10 +117,7 @@ async fn the_same_new_uuid_from_two_instances_at_once_gets_exactly_one_201() {
 #[tokio::test]
 async fn expiry_and_callbacks_fire_once_with_two_instances_running() {
     let etcd = EtcdCluster::start(3).await;
-    let (a, b) = (
-        instance(&etcd.endpoints()).await,
-        instance(&etcd.endpoints()).await,
-    );
+    let (a, b) = pair(&etcd).await;
     let (port, mut calls) = callback_listener().await;
     let mut expiring = redis("10.0.2.1", 2);
     expiring.name = "expiring".into();
@@ -196,10 +193,7 @@ async fn expiry_and_callbacks_fire_once_with_two_instances_running() {
 #[tokio::test]
 async fn every_acknowledged_put_survives_killing_the_etcd_leader_and_dns_keeps_answering() {
     let mut etcd = EtcdCluster::start(3).await;
-    let (a, b) = (
-        instance(&etcd.endpoints()).await,
-        instance(&etcd.endpoints()).await,
-    );
+    let (a, b) = pair(&etcd).await;
     a.client
         .add_service("steady", &redis("10.0.3.1", 3600))
         .await
@@ -267,10 +261,7 @@ async fn every_acknowledged_put_survives_killing_the_etcd_leader_and_dns_keeps_a
 #[tokio::test]
 async fn with_every_etcd_member_down_dns_answers_writes_get_503_and_it_converges_after() {
     let mut etcd = EtcdCluster::start(3).await;
-    let (a, b) = (
-        instance(&etcd.endpoints()).await,
-        instance(&etcd.endpoints()).await,
-    );
+    let (a, b) = pair(&etcd).await;
     a.client
         .add_service("d1", &redis("10.0.5.1", 3600))
         .await

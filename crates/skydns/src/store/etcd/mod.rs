@@ -48,7 +48,7 @@ pub use feed::FeedEvent;
 use layout::{KeyKind, Layout};
 
 use super::{LOAD_BATCH, Loaded, Op, Store, StoreError, StoredService};
-use crate::config::EtcdTls;
+use crate::{config::EtcdTls, registry::lock};
 
 /// Keys read per range request when loading (etcd's default gRPC message
 /// limit is 2 MiB on the server side for requests, 4 MiB for responses).
@@ -515,10 +515,6 @@ fn never_sent(e: &etcd_client::Error) -> bool {
         }
         _ => false,
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The end of the range of keys starting with `prefix` (etcd's `--prefix`).
